@@ -1,0 +1,85 @@
+"""The ``moxi`` command line: ``moxi explain``, ``moxi compare``, ``moxi evaluate``, ``moxi push``.
+
+Each sub-command lives in its own module with ``add_parser(subparsers)`` and ``run(args) -> int``.
+Exit codes: 0 ok, 2 usage error (argparse), 1 runtime failure with a one-line message
+(the traceback only with ``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import traceback
+
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+#: sub-command name -> module (inside moxi_hf.cli) that defines it
+COMMANDS = {
+    "explain": "explain",
+    "compare": "compare",
+    "evaluate": "evaluate",
+    "push": "push",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="moxi",
+        description="MoXI explanations for Hugging Face image classifiers.",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(f"{__name__}.{module_name}")
+        except ModuleNotFoundError as error:
+            if error.name == f"{__name__}.{module_name}":
+                continue  # command not built yet
+            raise
+        module.add_parser(subparsers)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        from datasets.utils import logging as ds_logging
+
+        ds_logging.set_verbosity_error()
+        ds_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Common flags may also be given after the sub-command.
+    args.quiet = bool(getattr(args, "quiet", False) or getattr(args, "sub_quiet", False))
+    args.debug = bool(getattr(args, "debug", False) or getattr(args, "sub_debug", False))
+    _quiet_libraries()
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("moxi: interrupted; finished results are kept", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - one line for the user, traceback with --debug
+        if args.debug:
+            traceback.print_exc()
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"moxi: error: {message}", file=sys.stderr)
+        return 1
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """``--quiet``/``--debug`` accepted after the sub-command too."""
+    parser.add_argument("--quiet", dest="sub_quiet", action="store_true", help="no progress bars or summaries")
+    parser.add_argument("--debug", dest="sub_debug", action="store_true", help="show full tracebacks on errors")

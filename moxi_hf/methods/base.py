@@ -1,0 +1,79 @@
+"""What every method returns, and the registry that maps method names to classes."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import MoXIError
+from ..value import ValueFunction
+
+__all__ = ["Attribution", "Method", "CURVES", "check_curve", "order_by_score", "register_method", "get_method",
+           "METHODS"]
+
+CURVES = ("insertion", "deletion")
+
+
+def check_curve(curve: str) -> str:
+    if curve not in CURVES:
+        raise MoXIError(f"unknown curve {curve!r}; choose insertion or deletion")
+    return curve
+
+
+@dataclass
+class Attribution:
+    """A method's result for a batch of B images over P players.
+
+    ``order`` (B, K) long: players most important first; K = P unless the method stopped early.
+    ``scores`` (B, P) float or None. ``curve_probabilities``/``curve_predictions`` (B, K + 1):
+    p(label) and the predicted class after k = 0..K players of ``order`` were inserted/deleted,
+    when the method measured them on its way (MoXI does); otherwise None. ``lengths`` (B,),
+    when set, says how many entries of each row of ``order`` are valid (early stop).
+    """
+
+    order: torch.Tensor
+    scores: torch.Tensor | None = None
+    curve_probabilities: torch.Tensor | None = None
+    curve_predictions: torch.Tensor | None = None
+    lengths: torch.Tensor | None = None
+
+
+def order_by_score(scores: torch.Tensor, descending: bool = True) -> torch.Tensor:
+    """Players sorted by score (B, P) -> (B, P); ties keep the lowest index first."""
+    return torch.sort(scores, dim=1, descending=descending, stable=True).indices
+
+
+class Method(ABC):
+    """An explanation method. Game-theoretic methods only call the value function."""
+
+    name: str
+    #: False when the order is the same for insertion and deletion (CAMs, rollout).
+    depends_on_curve: bool = True
+
+    @abstractmethod
+    def attribute(self, game: ValueFunction, curve: str) -> Attribution:
+        """Order (and scores) of the players of every image held by ``game``."""
+
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_method(name: str | Method, **options) -> Method:
+    """A method instance by name (``moxi``, ``self-shapley``, ...) with its options."""
+    if isinstance(name, Method):
+        if options:
+            raise MoXIError("method options cannot be given with a method instance")
+        return name
+    if name not in METHODS:
+        raise MoXIError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    try:
+        return METHODS[name](**options)
+    except TypeError as error:
+        raise MoXIError(f"bad option for method {name!r}: {error}") from None

@@ -1,0 +1,66 @@
+"""Insertion/deletion curves of an order, patches needed, and AUC."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from ..errors import MoXIError
+from ..value import ValueFunction
+
+__all__ = ["CurveOutput", "curve_coalitions", "measure_curves", "patches_needed", "auc", "heatmap_from_order"]
+
+
+class CurveOutput(NamedTuple):
+    probabilities: torch.Tensor  # (B, P + 1) p(label) after k = 0..P players inserted/deleted
+    predictions: torch.Tensor  # (B, P + 1) predicted class at each k
+
+
+def curve_coalitions(order: torch.Tensor, curve: str) -> torch.Tensor:
+    """Coalitions along an order: (P,) order -> (P + 1, P) bool; row k keeps (insertion) or drops (deletion) order[:k]."""
+    n_players = order.numel()
+    rank = torch.empty(n_players, dtype=torch.long)
+    rank[order] = torch.arange(n_players)
+    inserted = rank.unsqueeze(0) < torch.arange(n_players + 1).unsqueeze(1)
+    return inserted if curve == "insertion" else ~inserted
+
+
+def measure_curves(game: ValueFunction, orders: torch.Tensor, curve: str) -> CurveOutput:
+    """Measure the insertion or deletion curve (k = 0..P, k = 0 included) for each image's order (B, P)."""
+    if curve not in ("insertion", "deletion"):
+        raise MoXIError(f"unknown curve {curve!r}; choose insertion or deletion")
+    n_images, n_players = orders.shape
+    if n_images != game.n_images or n_players != game.n_players:
+        raise MoXIError(f"orders {tuple(orders.shape)} do not match {game.n_images} images × {game.n_players} players")
+    sorted_orders = orders.sort(dim=1).values
+    if not torch.equal(sorted_orders, torch.arange(n_players).expand_as(orders)):
+        raise MoXIError("curves need complete orders (every player exactly once); early-stopped orders have no curve")
+    coalitions = torch.cat([curve_coalitions(order, curve) for order in orders])
+    owner = torch.arange(n_images).repeat_interleave(n_players + 1)
+    out = game.evaluate(coalitions, owner)
+    return CurveOutput(out.probabilities.view(n_images, -1), out.predictions.view(n_images, -1))
+
+
+def patches_needed(predictions: torch.Tensor, label: int, curve: str, n_players: int) -> int:
+    """Players needed: inserted until the prediction is ``label`` / deleted until it is not.
+
+    ``predictions`` are the predicted classes at k = 0..K; only k ≥ 1 counts (a change needs at
+    least one player). Returns ``n_players`` when it never happens within the order.
+    """
+    hits = predictions[1:] == label if curve == "insertion" else predictions[1:] != label
+    found = hits.nonzero()
+    return int(found[0, 0]) + 1 if found.numel() else n_players
+
+
+def heatmap_from_order(order: torch.Tensor, needed: int, n_players: int) -> torch.Tensor:
+    """heat[order[j]] = needed − j for j < needed, 0 elsewhere (P,) float: a linear ramp over the players needed."""
+    heat = torch.zeros(n_players)
+    count = min(needed, order.numel())
+    heat[order[:count]] = (needed - torch.arange(count)).float()
+    return heat
+
+
+def auc(curve: torch.Tensor) -> torch.Tensor:
+    """Area under a curve sampled at k = 0..P: its mean over the P + 1 points (last dim)."""
+    return curve.float().mean(dim=-1)

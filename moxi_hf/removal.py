@@ -1,0 +1,200 @@
+"""Removal adapters: show a model only some patches of an image.
+
+Two ways, one interface (:class:`RemovalAdapter`):
+
+- :class:`TokenRemoval` (ViT/DeiT): patch tokens are embedded once per image, the kept ones are
+  gathered and the encoder runs on the shorter sequence.
+- :class:`PixelMasking` (any image classifier): removed grid cells of the processed
+  ``pixel_values`` are replaced by a baseline (0 in normalised space by default).
+
+Both take ``keep`` masks over the *patch grid*; players are mapped to patches before (see
+:class:`moxi_hf.players.Players`).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .errors import MoXIError
+from .modeling import _TokenRemovalClassifier
+
+__all__ = ["RemovalAdapter", "TokenRemoval", "PixelMasking", "PIXEL_BASELINES"]
+
+PIXEL_BASELINES = ("zero", "mean", "blur")
+
+
+class RemovalAdapter(ABC):
+    """Turns ``keep`` masks over the patch grid into logits.
+
+    ``grid`` is the patch grid (rows, cols) the masks refer to; ``keep`` is (C, N) bool with
+    N = rows × cols, and ``image_index`` (C,) says which prepared image each row belongs to.
+    """
+
+    masking: str
+    #: True when rows with different numbers of kept patches cannot share a forward pass.
+    needs_equal_counts: bool = False
+
+    def __init__(self, model: torch.nn.Module, grid: tuple[int, int]):
+        self.model = model
+        self.grid = grid
+
+    @property
+    def n_patches(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def num_labels(self) -> int:
+        return int(self.model.config.num_labels)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @abstractmethod
+    def prepare(self, pixel_values: torch.Tensor) -> object:
+        """Per-image work done once (e.g. patch embeddings) for (B, C, H, W) ``pixel_values``."""
+
+    @abstractmethod
+    def logits(self, prepared: object, image_index: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Logits (C, num_labels), float32, for one chunk of coalitions."""
+
+    @abstractmethod
+    def cost(self, kept: int) -> int:
+        """Relative size of one row in a forward pass (tokens for token removal), for chunking."""
+
+    def full_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Logits (B, num_labels), float32, on the whole images."""
+        with torch.no_grad():
+            pixel_values = pixel_values.to(self.device, self.dtype)
+            return self.model(pixel_values=pixel_values, **self.forward_kwargs).logits.float()
+
+    @property
+    def forward_kwargs(self) -> dict:
+        return {}
+
+
+@dataclass
+class _TokenContext:
+    special: torch.Tensor  # (1, S, D) CLS (+ distillation) token with positions
+    patches: torch.Tensor  # (B, N, D) patch tokens with positions
+
+
+class TokenRemoval(RemovalAdapter):
+    """Token removal inside a MoXI ViT/DeiT subclass (the paper's ViT-aware removal)."""
+
+    masking = "token"
+    needs_equal_counts = True
+
+    def __init__(self, model: _TokenRemovalClassifier, interpolate_pos_encoding: bool = False,
+                 image_size: tuple[int, int] | None = None):
+        if not isinstance(model, _TokenRemovalClassifier):
+            raise MoXIError(
+                f"token removal needs a model with patch tokens (a MoXI ViT/DeiT class), got "
+                f"{type(model).__name__}; use masking='pixel' for this model"
+            )
+        embeddings = model.backbone.embeddings
+        size = image_size or tuple(embeddings.image_size)
+        patch = embeddings.patch_embeddings.patch_size
+        patch = (patch, patch) if isinstance(patch, int) else tuple(patch)
+        super().__init__(model, (size[0] // patch[0], size[1] // patch[1]))
+        self.interpolate_pos_encoding = interpolate_pos_encoding
+        self.num_special_tokens = embeddings.num_special_tokens
+
+    @property
+    def forward_kwargs(self) -> dict:
+        return {"interpolate_pos_encoding": True} if self.interpolate_pos_encoding else {}
+
+    def prepare(self, pixel_values: torch.Tensor) -> _TokenContext:
+        with torch.no_grad():
+            pixel_values = pixel_values.to(self.device, self.dtype)
+            special, patches = self.model.backbone.embeddings.embed(
+                pixel_values, interpolate_pos_encoding=self.interpolate_pos_encoding
+            )
+        if patches.shape[1] != self.n_patches:
+            raise MoXIError(
+                f"the image gives {patches.shape[1]} patches but the players expect {self.n_patches}; "
+                "the image size does not match the model's"
+            )
+        return _TokenContext(special, patches)
+
+    def cost(self, kept: int) -> int:
+        return kept + self.num_special_tokens
+
+    def logits(self, prepared: _TokenContext, image_index: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        count = keep.shape[0]
+        kept = int(keep[0].sum()) if count else 0
+        # Rows come ascending from nonzero(), so a coalition always gives the same token order.
+        indices = keep.nonzero()[:, 1].reshape(count, kept).to(self.device)
+        tokens = prepared.patches[image_index.to(self.device).unsqueeze(1), indices]
+        sequence = torch.cat((prepared.special.expand(count, -1, -1), tokens), dim=1)
+        with torch.no_grad():
+            return self.model.classify_embeddings(sequence).float()
+
+
+def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    radius = max(1, int(math.ceil(3 * sigma)))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32, device=images.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(images.dtype)
+    channels = images.shape[1]
+    horizontal = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
+    vertical = kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
+    padded = F.pad(images, (radius, radius, 0, 0), mode="replicate")
+    images = F.conv2d(padded, horizontal, groups=channels)
+    padded = F.pad(images, (0, 0, radius, radius), mode="replicate")
+    return F.conv2d(padded, vertical, groups=channels)
+
+
+@dataclass
+class _PixelContext:
+    pixel_values: torch.Tensor  # (B, C, H, W)
+    baseline: torch.Tensor  # (B, C, H, W)
+
+
+class PixelMasking(RemovalAdapter):
+    """Model-agnostic removal: removed grid cells of ``pixel_values`` become a baseline.
+
+    ``baseline``: ``"zero"`` (0 in normalised space, the original's choice), ``"mean"`` (each
+    image's per-channel mean) or ``"blur"`` (a Gaussian-blurred copy, sigma = one cell's size / 2).
+    """
+
+    masking = "pixel"
+
+    def __init__(self, model: torch.nn.Module, grid: tuple[int, int], baseline: str = "zero"):
+        if baseline not in PIXEL_BASELINES:
+            raise MoXIError(f"unknown pixel baseline {baseline!r}; choose one of {', '.join(PIXEL_BASELINES)}")
+        super().__init__(model, grid)
+        self.baseline = baseline
+
+    def prepare(self, pixel_values: torch.Tensor) -> _PixelContext:
+        pixel_values = pixel_values.to(self.device, self.dtype)
+        if self.baseline == "zero":
+            baseline = torch.zeros_like(pixel_values)
+        elif self.baseline == "mean":
+            baseline = pixel_values.mean(dim=(2, 3), keepdim=True).expand_as(pixel_values).contiguous()
+        else:
+            sigma = 0.5 * pixel_values.shape[-2] / self.grid[0]
+            baseline = _gaussian_blur(pixel_values.float(), sigma).to(pixel_values.dtype)
+        return _PixelContext(pixel_values, baseline)
+
+    def cost(self, kept: int) -> int:
+        return 1
+
+    def logits(self, prepared: _PixelContext, image_index: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        image_index = image_index.to(self.device)
+        images = prepared.pixel_values[image_index]
+        height, width = images.shape[-2:]
+        cells = keep.to(self.device, images.dtype).reshape(-1, 1, *self.grid)
+        mask = F.interpolate(cells, size=(height, width), mode="nearest")
+        masked = images * mask + prepared.baseline[image_index] * (1 - mask)
+        with torch.no_grad():
+            return self.model(pixel_values=masked).logits.float()

@@ -1,0 +1,146 @@
+"""The value function v(S): the one thing every game-theoretic method calls.
+
+A :class:`ValueFunction` is bound to one or several images and a target label per image. Called
+on a batch of coalitions of players (C, P) bool, with the image each coalition belongs to, it
+returns v(S) (C,) for the chosen reward. Patch embeddings (token removal) are computed once per
+image, at construction.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from .errors import MoXIError
+from .players import Players
+from .removal import RemovalAdapter
+
+__all__ = ["ValueFunction", "ValueOutput", "REWARDS", "reward_from_logits", "DEFAULT_MAX_TOKENS"]
+
+REWARDS = ("log-odds", "log-prob", "logit")
+
+#: Default bound on tokens (token removal) per forward pass; memory grows linearly with it.
+DEFAULT_MAX_TOKENS = 32768
+
+
+def check_reward(reward: str) -> str:
+    if reward not in REWARDS:
+        raise MoXIError(f"unknown reward {reward!r}; choose one of {', '.join(REWARDS)}")
+    return reward
+
+
+def reward_from_logits(logits: torch.Tensor, labels: torch.Tensor, reward: str = "log-odds") -> torch.Tensor:
+    """v from logits (C, L) float and target labels (C,): log-odds, log-prob or logit of the label."""
+    check_reward(reward)
+    target = logits.gather(1, labels.unsqueeze(1)).squeeze(1)
+    if reward == "logit":
+        return target
+    if reward == "log-prob":
+        return target - torch.logsumexp(logits, dim=1)
+    others = logits.scatter(1, labels.unsqueeze(1), float("-inf"))
+    return target - torch.logsumexp(others, dim=1)
+
+
+class ValueOutput(NamedTuple):
+    values: torch.Tensor  # (C,) float32, v(S)
+    predictions: torch.Tensor  # (C,) long, argmax class with only S present
+    probabilities: torch.Tensor  # (C,) float32, softmax probability of the target label
+
+
+class ValueFunction:
+    """v(S) over coalitions of players for one or several images.
+
+    Args:
+        adapter: how patches are removed (token removal or pixel masking).
+        pixel_values: processed images (B, C, H, W).
+        labels: target class per image (B,).
+        players: the player grid; defaults to one player per patch.
+        reward: ``"log-odds"`` (default), ``"log-prob"`` or ``"logit"``.
+        max_batch_size: at most this many coalitions per forward pass.
+        max_tokens: at most this many tokens per forward pass (token removal).
+    """
+
+    def __init__(
+        self,
+        adapter: RemovalAdapter,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | list[int],
+        players: Players | None = None,
+        reward: str = "log-odds",
+        max_batch_size: int = 1024,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+    ):
+        self.adapter = adapter
+        self.players = players or Players.build(adapter.grid)
+        if self.players.patch_grid != tuple(adapter.grid):
+            raise MoXIError(f"players are over a {self.players.patch_grid} grid but the model has {adapter.grid}")
+        self.reward = check_reward(reward)
+        if pixel_values.ndim != 4:
+            raise MoXIError(f"pixel_values must be (batch, channels, height, width), got {tuple(pixel_values.shape)}")
+        self.pixel_values = pixel_values
+        self.labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+        if self.labels.numel() != pixel_values.shape[0]:
+            raise MoXIError(f"got {self.labels.numel()} labels for {pixel_values.shape[0]} images")
+        num_labels = adapter.num_labels
+        bad = (self.labels < 0) | (self.labels >= num_labels)
+        if bool(bad.any()):
+            raise MoXIError(
+                f"label {int(self.labels[bad][0])} is out of range: the model has {num_labels} classes (0..{num_labels - 1})"
+            )
+        if max_batch_size < 1 or max_tokens < 1:
+            raise MoXIError("max_batch_size and max_tokens must be positive")
+        self.max_batch_size = max_batch_size
+        self.max_tokens = max_tokens
+        self.prepared = adapter.prepare(pixel_values)
+        self.calls = 0  # coalitions evaluated so far (forward passes of one sequence)
+
+    @property
+    def n_players(self) -> int:
+        return self.players.n_players
+
+    @property
+    def n_images(self) -> int:
+        return int(self.labels.numel())
+
+    def _image_index(self, coalitions: torch.Tensor, image_index: torch.Tensor | None) -> torch.Tensor:
+        if image_index is None:
+            if self.n_images != 1:
+                raise MoXIError("image_index is required when the value function holds several images")
+            return torch.zeros(coalitions.shape[0], dtype=torch.long)
+        return torch.as_tensor(image_index, dtype=torch.long).reshape(-1)
+
+    def logits(self, coalitions: torch.Tensor, image_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (C, num_labels), float32, with only the players of each coalition present."""
+        coalitions = torch.as_tensor(coalitions, dtype=torch.bool)
+        if coalitions.ndim != 2 or coalitions.shape[1] != self.n_players:
+            raise MoXIError(f"coalitions must be (count, {self.n_players}) booleans, got {tuple(coalitions.shape)}")
+        image_index = self._image_index(coalitions, image_index)
+        keep = self.players.to_patches(coalitions.cpu())
+        image_index = image_index.cpu()
+        out = torch.empty(coalitions.shape[0], self.adapter.num_labels, dtype=torch.float32)
+        self.calls += coalitions.shape[0]
+        if self.adapter.needs_equal_counts:
+            counts = keep.sum(dim=1)
+            groups = [(int(c), (counts == c).nonzero().squeeze(1)) for c in counts.unique().tolist()]
+        else:
+            groups = [(self.players.n_patches, torch.arange(coalitions.shape[0]))]
+        for kept, rows in groups:
+            chunk = max(1, min(self.max_batch_size, self.max_tokens // self.adapter.cost(kept)))
+            for start in range(0, rows.numel(), chunk):
+                part = rows[start : start + chunk]
+                out[part] = self.adapter.logits(self.prepared, image_index[part], keep[part]).cpu()
+        return out
+
+    def evaluate(self, coalitions: torch.Tensor, image_index: torch.Tensor | None = None) -> ValueOutput:
+        """v(S), the predicted class and p(label) for each coalition."""
+        image_index = self._image_index(torch.as_tensor(coalitions), image_index)
+        logits = self.logits(coalitions, image_index)
+        labels = self.labels[image_index]
+        values = reward_from_logits(logits, labels, self.reward)
+        probabilities = torch.softmax(logits, dim=1).gather(1, labels.unsqueeze(1)).squeeze(1)
+        return ValueOutput(values, logits.argmax(dim=1), probabilities)
+
+    def __call__(self, coalitions: torch.Tensor, image_index: torch.Tensor | None = None) -> torch.Tensor:
+        """v(S) (C,) float32 for coalitions (C, P) bool of the images ``image_index`` (C,)."""
+        return self.evaluate(coalitions, image_index).values
