@@ -125,8 +125,9 @@ class _TokenRemovalEmbeddings:
     def position_encoding(self, height: int, width: int, interpolate_pos_encoding: bool) -> torch.Tensor:
         """The position embeddings (1, special + N, D) for an input of this size."""
         if interpolate_pos_encoding:
-            # interpolate_pos_encoding only reads the sequence length of its first argument.
-            dummy = self.position_embeddings.new_empty(1, self.num_patches_for(height, width) + self.num_special_tokens, 1)
+            # interpolate_pos_encoding only reads the shape of its first argument.
+            length = self.num_patches_for(height, width) + self.num_special_tokens
+            dummy = self.position_embeddings.new_empty(1, length, self.position_embeddings.shape[-1])
             return self.interpolate_pos_encoding(dummy, height, width)
         if height != self.image_size[0] or width != self.image_size[1]:
             raise ValueError(
