@@ -1,0 +1,200 @@
+"""``push_artifacts`` / ``moxi push`` / ``load_artifacts(repo_id)`` against a fake Hub on 127.0.0.1 (offline)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+from pathlib import Path
+
+import huggingface_hub.constants
+import pytest
+from huggingface_hub import DatasetCard
+from huggingface_hub.utils import _detect_agent
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from hub_server import FakeHub  # noqa: E402
+from test_artifacts import CONFIG, LABELS, assert_rows_equal, curves_plot, make_rows  # noqa: E402
+
+from moxi_hf.artifacts import curves_from_rows, load_artifacts, save_artifacts  # noqa: E402
+from moxi_hf.cli import main  # noqa: E402
+from moxi_hf.errors import MoXIError  # noqa: E402
+from moxi_hf.hub import push_artifacts, upload_file_list  # noqa: E402
+
+TOKEN = "hf_FakeWriteToken0123456789abcdefghij"
+REPO = "tester/moxi-run"
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    # no token from the environment or a login cache on this machine may interfere
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
+    server = FakeHub(token=TOKEN).start()
+    # huggingface_hub fetches an "agent harnesses" registry from huggingface.co once per process
+    # (for its user-agent); keep every request of these tests on 127.0.0.1
+    monkeypatch.setattr(_detect_agent, "_registry", _detect_agent._EMPTY_REGISTRY)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A finished evaluation folder, plus what must never be uploaded: resume state and a temporary."""
+    rows = make_rows()
+    out = tmp_path / "run"
+    save_artifacts(out, rows, curves_from_rows(rows), dict(CONFIG), label_names=LABELS, plots={"curves": curves_plot()})
+    (out / ".partial").mkdir()
+    (out / ".partial" / "shard-0.json").write_text('{"done": [0, 1]}')
+    (out / "data" / ".explanations.parquet.tmp").write_bytes(b"half-written")
+    return out
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (hidden ones too) -> sha256 and mtime, to prove nothing changed locally."""
+    return {p.relative_to(folder).as_posix(): f"{hashlib.sha256(p.read_bytes()).hexdigest()} {p.stat().st_mtime_ns}"
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_no_token_leaked(hub: FakeHub, folder: Path, *texts: str) -> None:
+    authorised = [r for r in hub.requests if r.headers.get("authorization") == f"Bearer {TOKEN}"]
+    assert authorised, "the token was never sent"
+    for request in hub.requests:
+        assert TOKEN.encode() not in request.body, request.path
+        assert TOKEN not in request.path
+        assert all(TOKEN not in value for key, value in request.headers.items() if key != "authorization")
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+    for text in texts:
+        assert TOKEN not in text
+
+
+@pytest.mark.parametrize("xet", [True, False], ids=["pipelined-upload", "single-commit"])
+def test_push_uploads_the_folder(hub, run_dir, monkeypatch, capfd, caplog, xet):
+    # with hf_xet installed upload_folder streams commits; without it, one create_commit: test both
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", not xet)
+    before = tree_digest(run_dir)
+    caplog.set_level(logging.DEBUG)
+    url = push_artifacts(run_dir, REPO, private=True, token=TOKEN, endpoint=hub.url)
+    assert url == f"{hub.url}/datasets/{REPO}"
+    assert list(hub.repos) == [("dataset", REPO)]
+    repo = hub.repo(REPO)
+    assert repo.repo_type == "dataset" and repo.private is True
+    expected = ["README.md", "config.json", "curves.json", "data/explanations.parquet", "plots/curves.png"]
+    assert sorted(repo.files()) == expected == upload_file_list(run_dir)
+    for name, content in repo.files().items():
+        assert content == (run_dir / name).read_bytes(), name
+    assert repo.commit_messages == ["Upload MoXI explanations (run)"]
+    assert tree_digest(run_dir) == before
+    captured = capfd.readouterr()
+    assert_no_token_leaked(hub, run_dir, captured.out, captured.err, caplog.text)
+
+
+def test_push_public_by_default_and_updates_existing_repo(hub, run_dir):
+    push_artifacts(run_dir, REPO, token=TOKEN, endpoint=hub.url, commit_message="first")
+    assert hub.repo(REPO).private is False
+    (run_dir / "plots" / "extra.png").write_bytes(b"\x89PNG more")
+    push_artifacts(run_dir, REPO, private=True, token=TOKEN, endpoint=hub.url, commit_message="second")
+    repo = hub.repo(REPO)
+    assert repo.private is False  # visibility is only chosen when the repo is created
+    assert repo.commit_messages == ["first", "second"]
+    assert repo.files()["plots/extra.png"] == b"\x89PNG more"
+
+
+def test_push_to_a_new_branch(hub, run_dir):
+    url = push_artifacts(run_dir, REPO, revision="run-2", token=TOKEN, endpoint=hub.url)
+    assert url == f"{hub.url}/datasets/{REPO}/tree/run-2"
+    repo = hub.repo(REPO)
+    assert repo.files("main") == {} and "README.md" in repo.files("run-2")
+    push_artifacts(run_dir, REPO, revision="run-2", token=TOKEN, endpoint=hub.url)  # branch exists: fine
+    assert len(repo.commit_messages) == 2
+
+
+def test_token_from_hf_token_environment(hub, run_dir, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    push_artifacts(run_dir, REPO, endpoint=hub.url)
+    assert "README.md" in hub.repo(REPO).files()
+    assert_no_token_leaked(hub, run_dir)
+
+
+def test_missing_token_is_a_clear_error(hub, run_dir):
+    with pytest.raises(MoXIError, match=r"authentication failed \(HTTP 401\).*hf auth login.*HF_TOKEN"):
+        push_artifacts(run_dir, REPO, endpoint=hub.url)
+
+
+@pytest.mark.parametrize("failing", [("POST", r"^/api/repos/create$"), ("POST", r"/commit/")],
+                         ids=["create-repo", "commit"])
+def test_server_error_is_one_clear_line(hub, run_dir, monkeypatch, failing):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)  # the commit is not retried
+    hub.fail[failing] = 500
+    before = tree_digest(run_dir)
+    with pytest.raises(MoXIError) as error:
+        push_artifacts(run_dir, REPO, token=TOKEN, endpoint=hub.url)
+    message = str(error.value)
+    assert "\n" not in message and "HTTP 500" in message and REPO in message and TOKEN not in message
+    assert tree_digest(run_dir) == before
+
+
+def test_bad_input(tmp_path, hub, run_dir):
+    with pytest.raises(MoXIError, match="does not exist"):
+        push_artifacts(tmp_path / "nope", REPO, token=TOKEN, endpoint=hub.url)
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "notes.txt").write_text("hello")
+    with pytest.raises(MoXIError, match="not a moxi artifact folder"):
+        push_artifacts(tmp_path / "plain", REPO, token=TOKEN, endpoint=hub.url)
+    with pytest.raises(MoXIError, match="invalid repo id"):
+        push_artifacts(run_dir, "not a/valid id!", token=TOKEN, endpoint=hub.url)
+    assert hub.requests == []  # nothing was sent for bad input
+
+
+def test_cli_push(hub, run_dir, capfd):
+    code = main(["push", str(run_dir), "--repo-id", REPO, "--private", "--commit-message", "from the CLI",
+                 "--token", TOKEN, "--endpoint", hub.url])
+    captured = capfd.readouterr()
+    assert code == 0, captured.err
+    assert captured.out.strip().splitlines()[-1] == f"{hub.url}/datasets/{REPO}"
+    assert "uploading 5 files" in captured.err
+    repo = hub.repo(REPO)
+    assert repo.private and repo.commit_messages == ["from the CLI"]
+    assert_no_token_leaked(hub, run_dir, captured.out, captured.err)
+
+
+def test_cli_push_errors(hub, run_dir, tmp_path, capfd):
+    before = tree_digest(run_dir)
+    code = main(["push", str(tmp_path / "missing"), "--repo-id", REPO, "--endpoint", hub.url])
+    err = capfd.readouterr().err
+    assert code == 1 and err.startswith("moxi: error: ") and "does not exist" in err and err.count("\n") == 1
+
+    (tmp_path / "half").mkdir()
+    code = main(["push", str(tmp_path / "half"), "--repo-id", REPO, "--endpoint", hub.url])
+    err = capfd.readouterr().err
+    assert code == 1 and "not a moxi artifact folder" in err and err.count("\n") == 1
+
+    hub.fail[("POST", r"^/api/repos/create$")] = 500
+    code = main(["push", str(run_dir), "--repo-id", REPO, "--token", TOKEN, "--endpoint", hub.url, "--quiet"])
+    captured = capfd.readouterr()
+    assert code == 1 and "HTTP 500" in captured.err and captured.err.count("\n") == 1 and captured.out == ""
+    assert TOKEN not in captured.err
+    assert tree_digest(run_dir) == before
+
+    with pytest.raises(SystemExit) as usage:
+        main(["push", str(run_dir)])  # --repo-id is required
+    assert usage.value.code == 2
+
+
+def test_load_back_from_the_hub(hub, run_dir, tmp_path):
+    push_artifacts(run_dir, REPO, revision="v1", token=TOKEN, endpoint=hub.url)
+    artifacts = load_artifacts(REPO, revision="v1", token=TOKEN, endpoint=hub.url, cache_dir=tmp_path / "cache")
+    local = load_artifacts(run_dir)
+    assert_rows_equal(artifacts.rows, [dict(row) for row in local.rows])
+    assert artifacts.rows.features == local.rows.features
+    assert artifacts.curves == local.curves and artifacts.config == local.config
+    assert isinstance(artifacts.card, DatasetCard) and artifacts.card.text == local.card.text
+    assert [p.name for p in artifacts.plots] == ["curves.png"]
+    assert not (artifacts.path / ".partial").exists()
+    with pytest.raises(MoXIError, match="could not download dataset repo tester/unknown"):
+        load_artifacts("tester/unknown", token=TOKEN, endpoint=hub.url, cache_dir=tmp_path / "cache")
