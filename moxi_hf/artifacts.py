@@ -328,7 +328,7 @@ def card_text(config: dict, curves: dict, num_rows: int, label_names: list[str] 
         "|---|---|",
     ]
     for key, value in config.items():
-        if key in ("versions", "label_names") or value is None:
+        if key in ("versions", "label_names") or value is None or value in ({}, [], ""):
             continue
         lines.append(f"| {key} | {_format_value(value)} |")
     if label_names:
@@ -370,7 +370,7 @@ def card_text(config: dict, curves: dict, num_rows: int, label_names: list[str] 
         f"- `{DATA_FILE}`: one row per (image, method, curve), columns below",
         f"- `{CURVES_FILE}`: per method × curve: mean accuracy/confidence at each k, their AUC, number of images",
         f"- `{CONFIG_FILE}`: the run settings and package versions",
-        f"- `{PLOTS_DIR}/*.png`: the figures above",
+        *([f"- `{PLOTS_DIR}/*.png`: the figures above"] if plots else []),
         "",
         "## Columns",
         "",
