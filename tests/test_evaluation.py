@@ -1,0 +1,361 @@
+"""``moxi evaluate``: selection, curves/AUC, output folder, 1 vs 2 processes (accelerate), kill and resume.
+
+Offline: a tiny random ViT (4×4 patches, 3 classes) and an imagefolder of random 16×16 images
+labelled with the model's own predictions, every fifth one mislabelled (so the selection must
+skip it). Runs that are compared bit for bit happen in fresh subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+from moxi_hf.cli import main
+from moxi_hf.errors import MoXIError
+from moxi_hf.evaluation import EvaluationConfig, aggregate_curves, evaluate
+
+REPO = Path(__file__).resolve().parent.parent
+NUM_IMAGES = 40
+NUM_CLASSES = 3
+# The runs compared bit for bit: 7 images in chunks of 2 -> 4 chunks (2 per process with 2 processes).
+RUN_ARGS = ["--num-images", "7", "--batch-size", "2", "--methods", "moxi", "full-shapley", "gradcam",
+            "--num-samples", "4", "--seed", "0", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A tiny ViT, an imagefolder labelled by it (every 5th image mislabelled), and which files are correct."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    root = tmp_path_factory.mktemp("evaluation")
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64, num_labels=NUM_CLASSES)
+    model = ViTForImageClassification(config).eval()
+    processor = ViTImageProcessor(size={"height": 16, "width": 16})
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(NUM_IMAGES)]
+    pixel_values = processor(images=[Image.fromarray(a) for a in arrays], return_tensors="pt")["pixel_values"]
+    with torch.no_grad():  # spread the random model's predictions over the classes
+        model.classifier.weight.mul_(20.0)
+        model.classifier.bias.sub_(model(pixel_values=pixel_values).logits.mean(0))
+        predicted = model(pixel_values=pixel_values).logits.argmax(1).tolist()
+    assert len(set(predicted)) == NUM_CLASSES
+    model_dir, data_dir = root / "model", root / "data"
+    model.save_pretrained(model_dir)
+    processor.save_pretrained(model_dir)
+    correct = {}
+    for number, (array, guess) in enumerate(zip(arrays, predicted)):
+        label = guess if number % 5 else (guess + 1) % NUM_CLASSES
+        path = data_dir / str(label) / f"img{number:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array).save(path)
+        correct[f"{label}/{path.name}"] = number % 5 != 0
+    return {"root": root, "model": model_dir, "data": data_dir, "correct": correct}
+
+
+def _env(tmp: Path) -> dict:
+    env = dict(os.environ)
+    env.update(PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""), OMP_NUM_THREADS="1",
+               HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_DATASETS_CACHE=str(tmp / "hf-cache"),
+               TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _run(command: list[str], setup, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=setup["root"], env=_env(setup["root"]), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _args(setup, output: Path, extra=RUN_ARGS) -> list[str]:
+    return ["--model", str(setup["model"]), "--dataset", str(setup["data"]), "--output-dir", str(output), *extra]
+
+
+def _names(split, setup) -> list[str]:
+    """File of each dataset row, relative to the data folder (e.g. ``2/img007.png``)."""
+    return [os.path.relpath(example["image"].filename, setup["data"]) for example in split]
+
+
+def _shuffled_indices(split, names: list[str], setup, seed: int = 0) -> list[int]:
+    """Dataset indices in ``Dataset.shuffle(seed)`` order: the protocol's shuffle."""
+    return [names.index(name) for name in _names(split.shuffle(seed=seed), setup)]
+
+
+def _rows(output: Path) -> list[dict]:
+    return pq.read_table(output / "data" / "explanations.parquet").to_pylist()
+
+
+@pytest.fixture(scope="module")
+def single(setup):
+    """The reference run: plain python, one process, through scripts/evaluate.py."""
+    output = setup["root"] / "single"
+    result = _run([sys.executable, str(REPO / "scripts" / "evaluate.py"), *_args(setup, output)], setup)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output
+
+
+def test_output_folder_selection_and_curves(setup, single):
+    from datasets import load_dataset, load_dataset_builder
+
+    rows = _rows(single)
+    config = json.loads((single / "config.json").read_text())
+    curves = json.loads((single / "curves.json").read_text())
+    for name in ("plots/curves.png", "plots/heatmaps.png", "plots/heatmaps_deletion.png", "README.md"):
+        assert (single / name).is_file(), name
+    assert config["kind"] == "evaluate" and config["methods"] == ["moxi", "full-shapley", "gradcam"]
+    assert config["method_options"] == {"full-shapley": {"num_samples": 4, "seed": 0}}
+    assert {"torch", "transformers", "datasets", "accelerate"} <= set(config["versions"])
+
+    # Selection: the first 7 correctly classified images in Dataset.shuffle(seed=0) order.
+    split = load_dataset("imagefolder", data_dir=str(setup["data"]), split="train")
+    names = _names(split, setup)
+    expected = [index for index in _shuffled_indices(split, names, setup) if setup["correct"][names[index]]][:7]
+    indices = list(dict.fromkeys(row["dataset_index"] for row in rows))
+    assert indices == expected
+    assert config["selection"]["num_images"] == 7 and config["selection"]["correct"] == 7
+    for row in rows:
+        assert row["image"] == names[row["dataset_index"]]
+        assert row["label"] == split[row["dataset_index"]]["label"] == row["predicted"]
+        assert len(row["order"]) == 16 and sorted(row["order"]) == list(range(16))
+        assert len(row["accuracy_curve"]) == len(row["confidence_curve"]) == 17
+    # each image once per method × curve, in the documented order
+    keys = [(row["dataset_index"], row["method"], row["curve"]) for row in rows]
+    assert keys == [(i, m, c) for i in expected for m in config["methods"] for c in ("insertion", "deletion")]
+    # curve-independent methods use one order for both curves
+    by_key = {(row["dataset_index"], row["method"], row["curve"]): row for row in rows}
+    for index in expected:
+        assert by_key[(index, "gradcam", "insertion")]["order"] == by_key[(index, "gradcam", "deletion")]["order"]
+        assert by_key[(index, "full-shapley", "insertion")]["order"] == by_key[(index, "full-shapley", "deletion")]["order"]
+        # k = 0 is measured: the empty image (the same for every method) and the whole, correctly classified image
+        assert len({by_key[(index, m, "insertion")]["confidence_curve"][0] for m in config["methods"]}) == 1
+        assert all(by_key[(index, m, "deletion")]["accuracy_curve"][0] == 1.0 for m in config["methods"])
+    assert {by_key[(index, "moxi", "insertion")]["accuracy_curve"][0] for index in expected} == {0.0, 1.0}
+
+    # curves.json = the mean of the rows' curves; AUC = mean over k = 0..N
+    for method in config["methods"]:
+        for curve in ("insertion", "deletion"):
+            entry = curves[method][curve]
+            members = [row for row in rows if row["method"] == method and row["curve"] == curve]
+            accuracy = np.mean([row["accuracy_curve"] for row in members], axis=0)
+            confidence = np.mean([row["confidence_curve"] for row in members], axis=0)
+            np.testing.assert_allclose(entry["accuracy"], accuracy, atol=1e-12)
+            np.testing.assert_allclose(entry["confidence"], confidence, atol=1e-7)
+            assert entry["auc"] == pytest.approx(np.mean(entry["accuracy"]))
+            assert entry["confidence_auc"] == pytest.approx(np.mean(entry["confidence"]))
+            assert entry["num_images"] == 7 and entry["num_players"] == 16
+    assert curves["moxi"]["insertion"]["auc"] > curves["moxi"]["deletion"]["auc"]
+
+    # load_dataset(OUTPUT) reads data/ only (not .partial/, curves.json, config.json)
+    assert (single / ".partial" / "images").is_dir()
+    builder = load_dataset_builder(str(single))
+    files = [path for split_files in builder.config.data_files.values() for path in split_files]
+    assert [Path(path).relative_to(single).as_posix() for path in files] == ["data/explanations.parquet"]
+    assert load_dataset(str(single), split="train").num_rows == len(rows) == 7 * 3 * 2
+
+
+def test_curves_checked_by_hand(setup, single):
+    """Re-measure some rows' curves by running the model on the kept patches directly."""
+    from moxi_hf import MoXIViTForImageClassification
+    from transformers import AutoImageProcessor
+
+    model = MoXIViTForImageClassification.from_pretrained(setup["model"]).eval()
+    processor = AutoImageProcessor.from_pretrained(setup["model"])
+    rows = _rows(single)
+    checked = 0
+    for row in rows[:12]:  # two images, every method and curve
+        image = Image.open(setup["data"] / row["image"]).convert("RGB")
+        pixel_values = processor(images=[image], return_tensors="pt")["pixel_values"]
+        order = row["order"]
+        for k in range(len(order) + 1):
+            kept = order[:k] if row["curve"] == "insertion" else sorted(set(range(16)) - set(order[:k]))
+            with torch.no_grad():
+                logits = model(pixel_values=pixel_values, embedding_mask=[kept]).logits[0]
+            probability = torch.softmax(logits, 0)[row["label"]].item()
+            assert row["confidence_curve"][k] == pytest.approx(probability, abs=1e-5)
+            assert row["accuracy_curve"][k] == float(logits.argmax().item() == row["label"])
+            checked += 1
+    assert checked == 12 * 17
+
+
+def test_auc_and_aggregation_toy():
+    rows = [
+        {"method": "m", "curve": "insertion", "accuracy_curve": [0, 1, 1], "confidence_curve": [0.1, 0.6, 0.8]},
+        {"method": "m", "curve": "insertion", "accuracy_curve": [0, 0, 1], "confidence_curve": [0.3, 0.4, 0.9]},
+        {"method": "m", "curve": "deletion", "accuracy_curve": [1, 0, 0], "confidence_curve": [0.9, 0.2, 0.1]},
+    ]
+    curves = aggregate_curves(rows, ["m"], ["insertion", "deletion"])
+    insertion = curves["m"]["insertion"]
+    assert insertion["accuracy"] == [0.0, 0.5, 1.0]
+    assert insertion["auc"] == pytest.approx(0.5)  # (0 + 0.5 + 1) / 3: the mean over k = 0..N
+    assert insertion["confidence"] == pytest.approx([0.2, 0.5, 0.85])
+    assert insertion["confidence_auc"] == pytest.approx((0.2 + 0.5 + 0.85) / 3)
+    assert insertion["num_images"] == 2 and insertion["num_players"] == 2
+    assert curves["m"]["deletion"]["auc"] == pytest.approx(1 / 3) and curves["m"]["deletion"]["num_images"] == 1
+
+
+def test_two_processes_match_one(setup, single):
+    """accelerate launch --multi_gpu --num_processes 2 on CPU (gloo): same images, orders, curves, scores."""
+    output = setup["root"] / "two"
+    result = _run([str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2",
+                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                   "--main_process_port", str(_free_port()), "-m", "moxi_hf", "evaluate", *_args(setup, output)],
+                  setup)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _rows(output) == _rows(single)
+    assert (output / "curves.json").read_text() == (single / "curves.json").read_text()
+    assert (output / ".partial" / "selection.json").read_text() == (single / ".partial" / "selection.json").read_text()
+
+
+KILLER = """
+import os, sys
+import moxi_hf.evaluation as evaluation
+
+limit, written = int(os.environ["MOXI_TEST_KILL_AFTER"]), []
+original = evaluation._write_image_result
+
+def write_then_die(*args, **kwargs):
+    original(*args, **kwargs)
+    written.append(1)
+    if len(written) >= limit:
+        os._exit(9)  # like a kill: no cleanup, no final outputs
+
+evaluation._write_image_result = write_then_die
+from moxi_hf.cli import main
+sys.exit(main(["evaluate", *sys.argv[1:]]))
+"""
+
+
+def test_kill_and_resume(setup, single):
+    output = setup["root"] / "resumed"
+    killer = setup["root"] / "killer.py"
+    killer.write_text(KILLER)
+    env = _env(setup["root"]) | {"MOXI_TEST_KILL_AFTER": "3"}  # dies inside the second chunk of two images
+    killed = subprocess.run([sys.executable, str(killer), *_args(setup, output)], cwd=setup["root"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == 9, killed.stderr[-3000:]
+    partial = sorted(path.name for path in (output / ".partial" / "images").iterdir())
+    assert partial == ["000000.json", "000001.json", "000002.json"]
+    assert not (output / "data").exists() and not (output / "curves.json").exists()
+    first = (output / ".partial" / "images" / "000000.json").stat().st_mtime_ns
+
+    resumed = _run([sys.executable, str(REPO / "scripts" / "evaluate.py"), *_args(setup, output)], setup)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (output / ".partial" / "images" / "000000.json").stat().st_mtime_ns == first  # finished chunk skipped
+    rows = _rows(output)
+    keys = [(row["dataset_index"], row["method"], row["curve"]) for row in rows]
+    assert len(keys) == len(set(keys)) == 7 * 3 * 2  # no image duplicated or missing
+    assert rows == _rows(single)
+    assert (output / "curves.json").read_text() == (single / "curves.json").read_text()
+    assert not list((output / ".partial" / "images").glob(".*"))  # no temporary files left
+
+
+def test_changed_configuration_refused_and_overwrite(setup, tmp_path, capsys):
+    output = tmp_path / "run"
+    base = ["evaluate", *_args(setup, output, ["--num-images", "2", "--methods", "gradcam", "--curves", "insertion",
+                                               "--quiet", "--device", "cpu"])]
+    assert main(base) == 0
+    config = (output / "config.json").read_text()
+    assert main(base) == 0  # same configuration: resumes (nothing left to do), same output
+    assert (output / "config.json").read_text() == config
+
+    capsys.readouterr()
+    assert main([*base, "--seed", "1"]) == 1
+    message = capsys.readouterr().err
+    assert "different configuration" in message and "seed" in message and "--overwrite" in message
+    assert (output / "config.json").read_text() == config  # nothing touched
+    with pytest.raises(MoXIError, match="methods"):
+        evaluate(EvaluationConfig(output_dir=str(output), model=str(setup["model"]), dataset=str(setup["data"]),
+                                  num_images=2, methods=["gradcam++"], curves=["insertion"], quiet=True, device="cpu"))
+
+    assert main([*base, "--seed", "1", "--overwrite"]) == 0
+    assert json.loads((output / "config.json").read_text())["seed"] == 1
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    assert main(["evaluate", *_args(setup, foreign, ["--num-images", "1", "--methods", "gradcam", "--quiet"])]) == 1
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_per_class_selection_and_push(setup, tmp_path, monkeypatch):
+    from datasets import load_dataset
+
+    import moxi_hf.hub
+
+    pushed = []
+    monkeypatch.setattr(moxi_hf.hub, "push_artifacts", lambda folder, repo, private=False: pushed.append(
+        (Path(folder), repo, private, (Path(folder) / "README.md").is_file())) or f"https://hub/{repo}")
+    output = tmp_path / "per-class"
+    assert main(["evaluate", *_args(setup, output, ["--per-class", "1", "--methods", "self-shapley",
+                                                    "--curves", "deletion", "--batch-size", "4", "--quiet",
+                                                    "--push-to-hub", "tester/run", "--hub-private"])]) == 0
+    assert pushed == [(output.resolve(), "tester/run", True, True)]  # once, after the card was written
+    rows = _rows(output)
+    split = load_dataset("imagefolder", data_dir=str(setup["data"]), split="train")
+    names = _names(split, setup)
+    expected, seen = [], set()
+    for index in _shuffled_indices(split, names, setup):
+        label = split[index]["label"]
+        if setup["correct"][names[index]] and label not in seen:
+            seen.add(label)
+            expected.append(index)
+    assert [row["dataset_index"] for row in rows] == expected
+    assert sorted(row["label"] for row in rows) == list(range(NUM_CLASSES))
+    config = json.loads((output / "config.json").read_text())
+    assert config["per_class"] == 1 and config["num_images"] is None
+    assert config["selection"]["per_class_counts"] == {str(label): 1 for label in range(NUM_CLASSES)}
+
+
+def test_streaming(setup, tmp_path):
+    from datasets import load_dataset
+
+    output = tmp_path / "streamed"
+    assert main(["evaluate", *_args(setup, output, ["--streaming", "--shuffle-buffer", "8", "--num-images", "3",
+                                                    "--methods", "attention-rollout", "--curves", "insertion",
+                                                    "--quiet"])]) == 0
+    rows = _rows(output)
+    split = load_dataset("imagefolder", data_dir=str(setup["data"]), split="train")
+    assert len(rows) == 3 and len({row["dataset_index"] for row in rows}) == 3
+    for row in rows:
+        assert setup["correct"][row["image"]]
+        assert os.path.relpath(split[row["dataset_index"]]["image"].filename, setup["data"]) == row["image"]
+    assert json.loads((output / "config.json").read_text())["streaming"] is True
+
+
+def test_default_methods_follow_the_model(resnet_dir, vit_dir):
+    from moxi_hf import Explainer
+    from moxi_hf.evaluation import _methods_for
+
+    cnn = Explainer.from_pretrained(resnet_dir)
+    assert _methods_for(cnn, None) == ["moxi", "self-shapley", "full-shapley", "gradcam", "gradcam++"]
+    with pytest.raises(MoXIError, match="attention-rollout needs a ViT/DeiT"):
+        _methods_for(cnn, ["gradcam", "attention-rollout"])
+    assert "attention-rollout" in _methods_for(Explainer.from_pretrained(vit_dir), None)
+
+
+def test_bad_inputs(setup, tmp_path, capsys):
+    common = ["--model", str(setup["model"]), "--output-dir", str(tmp_path / "x"), "--quiet"]
+    assert main(["evaluate", *common, "--dataset", str(setup["data"]), "--label-column", "nope"]) == 1
+    assert "no column 'nope'" in capsys.readouterr().err
+    assert main(["evaluate", *common, "--dataset", str(setup["data"]), "--split", "test"]) == 1
+    assert "no split 'test'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evaluate", *common, "--num-images", "3", "--per-class", "1"])
+    shutil.rmtree(tmp_path / "x", ignore_errors=True)
