@@ -13,6 +13,8 @@ import logging
 import sys
 import traceback
 
+from ..defaults import default_model_path  # noqa: F401 - re-exported for the sub-commands
+
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: sub-command name -> module (inside moxi_hf.cli) that defines it

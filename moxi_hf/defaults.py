@@ -1,0 +1,57 @@
+"""Where the embedded default model (a tiny ViT trained on MNIST digits) and its sample images live.
+
+The model ships in the source tree at ``models/moxi-vit-mnist/`` (next to the ``moxi_hf``
+package), so an editable or source install finds it without any model hub. A wheel does not
+contain it; set ``MOXI_DEFAULT_MODEL`` to a model folder or pass ``--model`` instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import MoXIError
+
+__all__ = ["DEFAULT_MODEL_NAME", "DEFAULT_MODEL_ENV", "SAMPLE_SUFFIXES", "default_model_path",
+           "default_sample_images", "sample_images"]
+
+DEFAULT_MODEL_NAME = "moxi-vit-mnist"
+#: environment variable that overrides the default model folder
+DEFAULT_MODEL_ENV = "MOXI_DEFAULT_MODEL"
+SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+
+def _shipped_model_path() -> Path:
+    return Path(__file__).resolve().parents[1] / "models" / DEFAULT_MODEL_NAME
+
+
+def default_model_path() -> Path:
+    """The folder of the embedded default model (``$MOXI_DEFAULT_MODEL`` or ``<repo>/models/moxi-vit-mnist``).
+
+    Raises :class:`MoXIError` when it is missing (e.g. in a non-editable wheel install).
+    """
+    override = os.environ.get(DEFAULT_MODEL_ENV)
+    path = Path(override).expanduser() if override else _shipped_model_path()
+    if not (path / "config.json").is_file():
+        where = f"${DEFAULT_MODEL_ENV}={override!r}" if override else f"{str(path)!r}"
+        raise MoXIError(
+            f"the embedded default model was not found at {where} (it ships with a source checkout, "
+            "installed with `pip install -e .`); pass --model PATH_OR_ID"
+        )
+    return path
+
+
+def sample_images(model_dir: str | os.PathLike) -> list[Path]:
+    """The image files in ``model_dir/samples/``, sorted by name (empty when there are none)."""
+    folder = Path(model_dir) / "samples"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SAMPLE_SUFFIXES)
+
+
+def default_sample_images() -> list[Path]:
+    """The sample digits shipped with the default model (held-out MNIST test images, PNG)."""
+    images = sample_images(default_model_path())
+    if not images:
+        raise MoXIError(f"the default model at {str(default_model_path())!r} has no samples/ images; pass --image")
+    return images
