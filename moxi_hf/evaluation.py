@@ -369,6 +369,13 @@ def select_images(explainer: Explainer, source: DataSource, config: EvaluationCo
     selection = {"images": chosen, "scanned": scanned, "correct": correct}
     if per_class:
         selection["per_class_counts"] = {str(label): counts[label] for label in sorted(counts)}
+        short = [label for label in range(num_classes) if counts.get(label, 0) < per_class]
+        if short and progress:
+            print(f"moxi evaluate: {len(short)} of {num_classes} classes have fewer than {per_class} correctly "
+                  f"classified images in the split (e.g. class {short[0]})", file=sys.stderr)
+    elif len(chosen) < wanted and progress:
+        print(f"moxi evaluate: only {len(chosen)} of the {scanned} images are classified correctly "
+              f"(asked for {wanted}); evaluating those", file=sys.stderr)
     return selection
 
 
