@@ -151,8 +151,8 @@ def plot_comparison(result: dict, path: str | os.PathLike, title: str | None = N
 
     methods = list(result["methods"])
     columns = len(methods) + 1
-    figure = plt.figure(figsize=(max(1.9 * columns, 8.0), 6.0))
-    top, bottom = figure.add_gridspec(2, 1, height_ratios=[1.0, 1.35], hspace=0.3)
+    figure = plt.figure(figsize=(max(1.9 * columns, 8.0), 5.6))
+    top, bottom = figure.add_gridspec(2, 1, height_ratios=[1.0, 1.5], hspace=0.25)
     heat_axes = top.subgridspec(1, columns, wspace=0.15).subplots()
     heat_axes = list(heat_axes) if columns > 1 else [heat_axes]
     image_ax = heat_axes[0]
