@@ -98,7 +98,7 @@ class Explanation:
         if image is not None:
             picture = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
             height, width = picture.shape[:2]
-            ax.imshow(picture, interpolation="nearest")
+            ax.imshow(picture, interpolation="nearest", extent=(0, width, height, 0))  # same extent as the heat
             ax.imshow(heat, cmap="jet", alpha=0.5, extent=(0, width, height, 0), interpolation="nearest",
                       vmin=0, vmax=max(float(heat.max()), 1.0))
         else:
