@@ -1,0 +1,164 @@
+"""The ORIGINAL evaluation pattern of MoXI, re-implemented as a baseline (benchmark and tests).
+
+This module is deliberately slow. It reproduces how the research code spends its time, not its
+source: per image, at every greedy step,
+
+- all N candidates are evaluated, including the ones already chosen (their values are then
+  discarded): insertion builds ``S + [i]`` for every i (a chosen i appears twice), deletion
+  ``R ∖ {i}`` for every i (a chosen i leaves R unchanged, one token longer than the others);
+- every coalition goes through the full model forward from ``pixel_values``: the patch
+  projection is re-run for every row of the batch;
+- tokens are removed with a Python loop over rows;
+- attention is the eager implementation (matmul, softmax, matmul).
+
+The orders are the same as the fast engine's (:class:`moxi_hf.methods.MoXI`) up to floating
+point: same values for the same sets, ties to the lowest index. The fast path is tested against
+this one (``tests/test_speed_paths.py``) and benchmarked against it (``scripts/benchmark.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from .errors import MoXIError
+from .modeling import _TokenRemovalClassifier
+from .value import check_reward, reward_from_logits
+
+__all__ = ["NaiveResult", "NaiveMoXI"]
+
+
+@dataclass
+class NaiveResult:
+    """Orders (B, N) long (most important first), the value after each step (B, N) for MoXI or
+    each patch's own value (B, N) for self-Shapley, and ``sequences``: how many sequences of each
+    token length (special tokens included) were run, for FLOP counting."""
+
+    order: torch.Tensor
+    values: torch.Tensor
+    sequences: Counter = field(default_factory=Counter)
+
+
+class NaiveMoXI:
+    """The original pattern for MoXI (greedy) and self-context Shapley on a token-removal model.
+
+    Args:
+        model: a MoXI ViT/DeiT classifier (token removal). A private copy with eager attention
+            is made; the model passed in is not changed.
+        reward: ``"log-odds"`` (default), ``"log-prob"`` or ``"logit"``.
+        batch_size: rows per forward pass (default: all N candidates of a step at once).
+        progress: show a progress bar over images × steps.
+    """
+
+    def __init__(self, model: torch.nn.Module, reward: str = "log-odds", batch_size: int | None = None,
+                 progress: bool = False):
+        if not isinstance(model, _TokenRemovalClassifier):
+            raise MoXIError(f"the naive baseline needs a MoXI ViT/DeiT classifier, got {type(model).__name__}")
+        self.reward = check_reward(reward)
+        self.model = copy.deepcopy(model).eval()
+        self.model.set_attn_implementation("eager")
+        embeddings = self.model.backbone.embeddings
+        self.num_special_tokens = embeddings.num_special_tokens
+        self.batch_size = batch_size
+        self.progress = progress
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def _forward(self, pixel_values: torch.Tensor, rows: list[list[int]]) -> torch.Tensor:
+        """Logits (C, L) float32 for one image (1, C, H, W) and C equal-length lists of kept patches."""
+        count = len(rows)
+        embeddings = self.model.backbone.embeddings
+        with torch.no_grad():
+            # The patch projection runs again for every coalition, as in the original.
+            special, patches = embeddings.embed(pixel_values.expand(count, -1, -1, -1))
+            kept = []
+            for row in range(count):  # removal: a Python loop over rows
+                kept.append(patches[row, torch.tensor(rows[row], dtype=torch.long)])
+            sequence = torch.cat((special.expand(count, -1, -1), torch.stack(kept)), dim=1)
+            return self.model.classify_embeddings(sequence).float()
+
+    def _values(self, pixel_values: torch.Tensor, label: int, rows: list[list[int]], seen: Counter) -> torch.Tensor:
+        """v for each row (C,); rows of different lengths go through separate forward passes."""
+        values = torch.empty(len(rows))
+        by_length: dict[int, list[int]] = {}
+        for index, row in enumerate(rows):
+            by_length.setdefault(len(row), []).append(index)
+        for length, members in by_length.items():
+            size = self.batch_size or len(members)
+            for start in range(0, len(members), size):
+                part = members[start : start + size]
+                logits = self._forward(pixel_values, [rows[i] for i in part])
+                labels = torch.full((len(part),), label, dtype=torch.long)
+                values[part] = reward_from_logits(logits, labels, self.reward)
+                seen[length + self.num_special_tokens] += len(part)
+        return values
+
+    def _check(self, pixel_values: torch.Tensor, labels) -> tuple[torch.Tensor, list[int]]:
+        if pixel_values.ndim != 4:
+            raise MoXIError(f"pixel_values must be (batch, channels, height, width), got {tuple(pixel_values.shape)}")
+        labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1).tolist()
+        if len(labels) != pixel_values.shape[0]:
+            raise MoXIError(f"got {len(labels)} labels for {pixel_values.shape[0]} images")
+        return pixel_values.to(self.dtype), labels
+
+    def _n_patches(self, pixel_values: torch.Tensor) -> int:
+        embeddings = self.model.backbone.embeddings
+        return embeddings.num_patches_for(pixel_values.shape[-2], pixel_values.shape[-1])
+
+    def moxi(self, pixel_values: torch.Tensor, labels, curve: str = "insertion") -> NaiveResult:
+        """Greedy MoXI orders (B, N), one image at a time, all N candidates at every step."""
+        if curve not in ("insertion", "deletion"):
+            raise MoXIError(f"unknown curve {curve!r}; choose insertion or deletion")
+        insertion = curve == "insertion"
+        pixel_values, labels = self._check(pixel_values, labels)
+        n = self._n_patches(pixel_values)
+        orders = torch.empty(len(labels), n, dtype=torch.long)
+        step_values = torch.empty(len(labels), n)
+        seen: Counter = Counter()
+        bar = tqdm(total=len(labels) * n, desc="naive moxi", disable=not self.progress, leave=False)
+        for image, label in enumerate(labels):
+            image_pixels = pixel_values[image : image + 1]
+            chosen: list[int] = []
+            for step in range(n):
+                rows = []
+                taken = set(chosen)
+                remaining = [p for p in range(n) if p not in taken]
+                for candidate in range(n):
+                    if insertion:  # S + [i]; a chosen i appears twice (its value is discarded)
+                        rows.append(sorted(chosen + [candidate]))
+                    else:  # R minus {i}; a chosen i is not in R, so the row is R itself
+                        rows.append([p for p in remaining if p != candidate])
+                values = self._values(image_pixels, label, rows, seen)
+                values[chosen] = float("-inf") if insertion else float("inf")
+                pick = int(values.argmax() if insertion else values.argmin())
+                chosen.append(pick)
+                orders[image, step] = pick
+                step_values[image, step] = values[pick]
+                bar.update(1)
+        bar.close()
+        return NaiveResult(orders, step_values, seen)
+
+    def self_shapley(self, pixel_values: torch.Tensor, labels, curve: str = "insertion") -> NaiveResult:
+        """Self-context Shapley orders (B, N): v({i}) descending (insertion), v(N ∖ {i}) ascending (deletion)."""
+        if curve not in ("insertion", "deletion"):
+            raise MoXIError(f"unknown curve {curve!r}; choose insertion or deletion")
+        insertion = curve == "insertion"
+        pixel_values, labels = self._check(pixel_values, labels)
+        n = self._n_patches(pixel_values)
+        orders = torch.empty(len(labels), n, dtype=torch.long)
+        singles = torch.empty(len(labels), n)
+        seen: Counter = Counter()
+        for image, label in enumerate(labels):
+            image_pixels = pixel_values[image : image + 1]
+            base = [] if insertion else list(range(n))
+            rows = [base] + [[i] if insertion else [p for p in range(n) if p != i] for i in range(n)]
+            values = self._values(image_pixels, label, rows, seen)
+            singles[image] = values[1:]
+            orders[image] = torch.sort(values[1:], descending=insertion, stable=True).indices
+        return NaiveResult(orders, singles, seen)

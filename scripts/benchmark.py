@@ -1,0 +1,392 @@
+#!/usr/bin/env python
+"""Benchmark: moxi-hf's engine against the original evaluation pattern, in one run.
+
+A random ViT-Tiny-sized classifier (hidden 192, 12 layers, 3 heads, MLP 768, patch 16; the
+classifier weights are scaled ×``--head-scale`` so that p(label) varies between coalitions, which
+a freshly initialised head does not do) explains a few synthetic images (noise, blobs, stripes,
+gradient, checkerboard) at 128 px (64 patches) and 224 px (196 patches) with MoXI insertion /
+deletion and self-context Shapley insertion / deletion, three ways:
+
+- ``naive``: :class:`moxi_hf.naive.NaiveMoXI`, the original evaluation pattern (fp32, eager
+  attention, all N candidates per step, patch projection per coalition, Python-loop removal,
+  one image at a time);
+- ``fp32`` and ``bf16``: :class:`moxi_hf.methods.MoXI` / self-Shapley on the value function,
+  all images together (bf16 = the model cast to bfloat16, as ``Explainer(dtype="bfloat16")``).
+
+Per case: seconds per image, speedup over naive, whether the orders equal naive's (fp32) or the
+AUC difference of the insertion/deletion curves against the fp32 orders (bf16; curves of p(label)
+measured with the fp32 model), the FLOPs executed (counted analytically from the sequence
+lengths), the achieved GFLOP/s and its fraction of a large matmul's rate measured in the same
+run, and peak memory (RSS on CPU, ``torch.cuda.max_memory_allocated`` on GPU).
+
+Usage::
+
+    python scripts/benchmark.py --quick                  # 128 px only, a few minutes on 2 cores
+    python scripts/benchmark.py --naive-images 1 --json benchmark.json   # 128 + 224 px
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+try:
+    import moxi_hf  # noqa: F401
+except ImportError:  # running from a checkout without installing it
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from transformers import ViTConfig
+
+from moxi_hf import MoXIViTForImageClassification, TokenRemoval, ValueFunction, auc, get_method, measure_curves
+from moxi_hf.naive import NaiveMoXI
+
+CASES = (("moxi", "insertion"), ("moxi", "deletion"), ("self-shapley", "insertion"), ("self-shapley", "deletion"))
+IMAGE_KINDS = ("blobs", "noise", "stripes", "gradient", "checkerboard")
+TINY = dict(patch_size=16, hidden_size=192, num_hidden_layers=12, num_attention_heads=3, intermediate_size=768,
+            num_labels=10, num_channels=3)
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+def make_model(image_size: int, head_scale: float, seed: int = 0) -> MoXIViTForImageClassification:
+    """A random ViT-Tiny-sized MoXI classifier (fp32, eval, SDPA attention)."""
+    torch.manual_seed(seed)
+    config = ViTConfig(image_size=image_size, **TINY)
+    config._attn_implementation = "sdpa"
+    model = MoXIViTForImageClassification(config).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(head_scale)
+    return model
+
+
+def make_images(count: int, size: int, seed: int = 0) -> torch.Tensor:
+    """Synthetic processed images (count, 3, size, size) in normalised space, cycling over IMAGE_KINDS."""
+    generator = torch.Generator().manual_seed(seed)
+    axis = torch.linspace(-1, 1, size)
+    yy, xx = torch.meshgrid(axis, axis, indexing="ij")
+    images = []
+    for index in range(count):
+        kind = IMAGE_KINDS[index % len(IMAGE_KINDS)]
+        if kind == "noise":
+            image = torch.randn(3, size, size, generator=generator)
+        elif kind == "blobs":
+            image = torch.zeros(3, size, size)
+            for _ in range(4):
+                cy, cx = (torch.rand(2, generator=generator) * 2 - 1).tolist()
+                color = torch.randn(3, 1, 1, generator=generator) * 1.5
+                image += color * torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.08)
+        elif kind == "stripes":
+            frequency = 3 + 5 * float(torch.rand(1, generator=generator))
+            image = torch.sin(frequency * 3.1416 * (xx + 0.5 * yy)).expand(3, -1, -1) * torch.tensor([1.5, -0.5, 1.0]).view(3, 1, 1)
+        elif kind == "gradient":
+            image = torch.stack((xx, yy, xx * yy)) * 2
+        else:
+            cells = ((torch.arange(size) // 16).view(-1, 1) + (torch.arange(size) // 16).view(1, -1)) % 2
+            image = (cells.float() * 2 - 1).expand(3, -1, -1) * torch.tensor([1.0, 0.3, -1.0]).view(3, 1, 1)
+        images.append(image + 0.1 * torch.randn(3, size, size, generator=generator))
+    return torch.stack(images).float()
+
+
+# ------------------------------------------------------------------------------------------ FLOPs
+
+def sequence_flops(length: int, config: ViTConfig, last_queries: int | None = None, patch_tokens: int = 0) -> float:
+    """FLOPs (multiply-add = 2) of one sequence of ``length`` tokens through encoder and head.
+
+    ``last_queries``: the last layer computes attention, MLP and the final norm only for this
+    many tokens (the fast engine: the special tokens); None = all tokens (the model's forward).
+    ``patch_tokens``: patches projected from pixels for this sequence (the naive pattern).
+    """
+    d, m, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_layer = length * (8 * d * d + 4 * d * m) + 4 * length * length * d
+    total = (layers - 1) * per_layer
+    if last_queries is None:
+        total += per_layer
+    else:
+        total += length * 6 * d * d + 4 * last_queries * length * d + last_queries * (2 * d * d + 4 * d * m)
+    total += 2 * d * config.num_labels
+    total += patch_tokens * 2 * config.num_channels * config.patch_size**2 * d
+    return float(total)
+
+
+def engine_sequences(method: str, curve: str, n: int) -> Counter:
+    """Sequence lengths (special token included) the fast engine evaluates for one image."""
+    seen: Counter = Counter()
+    insertion = curve == "insertion"
+    if method == "self-shapley":
+        seen[1 if insertion else n + 1] += 1
+        seen[2 if insertion else n] += n
+        return seen
+    seen[1 if insertion else n + 1] += 1  # v(∅) or v(N) at the start
+    for step in range(n):
+        seen[(step + 2) if insertion else (n - step)] += n - step
+    return seen
+
+
+def counter_flops(sequences: Counter, config: ViTConfig, fast: bool, n_patches: int) -> float:
+    return sum(count * sequence_flops(length, config, 1 if fast else None, 0 if fast else n_patches)
+               for length, count in sequences.items())
+
+
+# ------------------------------------------------------------------------------------------ measuring
+
+class PeakMemory:
+    """Peak memory in MB while active: RSS sampled every 5 ms on CPU, max_memory_allocated on CUDA."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak = 0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self.rss())
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self.peak = self.rss()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, self.rss())
+
+    @property
+    def mb(self) -> float:
+        return self.peak / 2**20
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_rate(dtype: torch.dtype, device: torch.device, size: int = 2048, repeats: int = 6) -> float:
+    """GFLOP/s of a large square matmul (best of ``repeats``)."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+@dataclass
+class Row:
+    size: int
+    patches: int
+    method: str
+    curve: str
+    mode: str  # naive | fp32 | bf16
+    images: int
+    seconds_per_image: float
+    speedup: float | None = None
+    orders_equal_naive: bool | None = None
+    auc_fp32: float | None = None  # mean AUC of p(label) along the fp32 orders
+    auc_diff: float | None = None  # mean (AUC along this mode's orders − AUC along fp32 orders)
+    auc_max_abs_diff: float | None = None
+    gflop_per_image: float = 0.0
+    gflops: float = 0.0
+    matmul_fraction: float = 0.0
+    peak_mb: float = 0.0
+
+
+def run_engine(model, pixel_values, labels, method: str, curve: str, device: torch.device):
+    """(orders (B, N), seconds, peak MB) of the fast engine on all images together."""
+    adapter = TokenRemoval(model)
+    game = ValueFunction(adapter, pixel_values.to(device), labels)
+    with PeakMemory(device) as memory:
+        synchronize(device)
+        start = time.perf_counter()
+        attribution = get_method(method).attribute(game, curve)
+        synchronize(device)
+        seconds = time.perf_counter() - start
+    return attribution.order, seconds, memory.mb
+
+
+def run_naive(naive: NaiveMoXI, pixel_values, labels, method: str, curve: str, device: torch.device):
+    with PeakMemory(device) as memory:
+        synchronize(device)
+        start = time.perf_counter()
+        call = naive.moxi if method == "moxi" else naive.self_shapley
+        result = call(pixel_values.to(device), labels, curve)
+        synchronize(device)
+        seconds = time.perf_counter() - start
+    return result, seconds, memory.mb
+
+
+def curve_auc(game: ValueFunction, orders: torch.Tensor, curve: str) -> torch.Tensor:
+    """AUC (B,) of p(label) along each order."""
+    return auc(measure_curves(game, orders, curve).probabilities)
+
+
+def warm_up(model, pixel_values, labels, device) -> None:
+    game = ValueFunction(TokenRemoval(model), pixel_values[:1].to(device), labels[:1])
+    get_method("moxi", max_players=2).attribute(game, "insertion")
+    get_method("moxi", max_players=2).attribute(game, "deletion")
+
+
+def benchmark_size(size: int, args, device: torch.device, rates: dict[str, float]) -> list[Row]:
+    model = make_model(size, args.head_scale).to(device)
+    config = model.config
+    n = (size // config.patch_size) ** 2
+    pixel_values = make_images(args.images, size)
+    labels = TokenRemoval(model).full_logits(pixel_values.to(device)).argmax(dim=1).cpu()
+    models = {"fp32": model}
+    if "bf16" in args.dtypes:
+        models["bf16"] = copy.deepcopy(model).to(torch.bfloat16)
+    naive_images = 0 if (size == 224 and args.skip_naive_224) else min(args.naive_images or args.images, args.images)
+    naive = NaiveMoXI(model) if naive_images else None
+    fp32_game = ValueFunction(TokenRemoval(model), pixel_values.to(device), labels)
+    for name in models:
+        warm_up(models[name], pixel_values, labels, device)
+    rows: list[Row] = []
+    for method, curve in CASES:
+        if args.methods and method not in args.methods:
+            continue
+        label = f"{size} px {method} {curve}"
+        naive_row = None
+        if naive is not None:
+            naive.model(pixel_values=pixel_values[:1].to(device))  # warm-up
+            result, seconds, peak = run_naive(naive, pixel_values[:naive_images], labels[:naive_images],
+                                              method, curve, device)
+            flops = counter_flops(result.sequences, config, fast=False, n_patches=n) / naive_images
+            per_image = seconds / naive_images
+            naive_row = Row(size, n, method, curve, "naive", naive_images, per_image, 1.0,
+                            gflop_per_image=flops / 1e9, gflops=flops / per_image / 1e9,
+                            matmul_fraction=flops / per_image / 1e9 / rates["fp32"], peak_mb=peak)
+            rows.append(naive_row)
+            print(f"  {label} naive: {per_image:.2f} s/image", flush=True)
+        fp32_order = None
+        for mode in models:
+            order, seconds, peak = run_engine(models[mode], pixel_values, labels, method, curve, device)
+            per_image = seconds / args.images
+            flops = counter_flops(engine_sequences(method, curve, n), config, fast=True, n_patches=n)
+            flops += n * 2 * config.num_channels * config.patch_size**2 * config.hidden_size  # embedding once
+            row = Row(size, n, method, curve, mode, args.images, per_image,
+                      gflop_per_image=flops / 1e9, gflops=flops / per_image / 1e9,
+                      matmul_fraction=flops / per_image / 1e9 / rates[mode], peak_mb=peak)
+            if naive_row is not None:
+                row.speedup = naive_row.seconds_per_image / per_image
+            if mode == "fp32":
+                fp32_order = order
+                if naive_row is not None:
+                    row.orders_equal_naive = bool(torch.equal(order[:naive_images], result.order))
+            elif fp32_order is not None:
+                reference = curve_auc(fp32_game, fp32_order, curve)
+                ours = curve_auc(fp32_game, order, curve)
+                row.auc_fp32 = float(reference.mean())
+                row.auc_diff = float((ours - reference).mean())
+                row.auc_max_abs_diff = float((ours - reference).abs().max())
+                if mode == "bf16":
+                    row.orders_equal_naive = None
+            rows.append(row)
+            print(f"  {label} {mode}: {per_image:.2f} s/image", flush=True)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ output
+
+def format_table(rows: list[Row], size: int, header: str) -> str:
+    lines = [header, "",
+             "| case | mode | s/image | speedup vs naive | check | GFLOP/image | GFLOP/s | % of matmul | peak MB |",
+             "|---|---|---:|---:|---|---:|---:|---:|---:|"]
+    for row in rows:
+        if row.size != size:
+            continue
+        if row.mode == "naive":
+            check = f"reference ({row.images} image{'s' if row.images > 1 else ''})"
+        elif row.mode == "fp32":
+            check = "n/a (naive skipped)" if row.orders_equal_naive is None else (
+                "orders = naive" if row.orders_equal_naive else "orders DIFFER from naive")
+        else:
+            check = f"ΔAUC {row.auc_diff:+.4f} (max {row.auc_max_abs_diff:.4f})" if row.auc_diff is not None else "-"
+        speedup = "-" if row.speedup is None else f"{row.speedup:.1f}×"
+        lines.append(f"| {row.method} {row.curve} | {row.mode} | {row.seconds_per_image:.3f} | {speedup} | {check} | "
+                     f"{row.gflop_per_image:.1f} | {row.gflops:.0f} | {100 * row.matmul_fraction:.0f} % | {row.peak_mb:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="128 px only")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 224], help="image sizes (px), patch 16")
+    parser.add_argument("--images", type=int, default=2, help="benchmark images (≥ 2 exercises cross-image batching)")
+    parser.add_argument("--naive-images", type=int, default=None,
+                        help="images for the naive baseline (default: all; 1 saves time at 224 px)")
+    parser.add_argument("--skip-naive-224", action="store_true", help="do not run the naive baseline at 224 px")
+    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--methods", nargs="+", default=None, choices=["moxi", "self-shapley"])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--head-scale", type=float, default=10.0, help="classifier weight scale of the random model")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = parser.parse_args(argv)
+    if args.images < 1:
+        parser.error("--images must be at least 1")
+    if "fp32" not in args.dtypes:
+        args.dtypes = ["fp32", *args.dtypes]  # the bf16 AUC check needs the fp32 orders
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    sizes = [128] if args.quick else args.sizes
+    rates = {"fp32": matmul_rate(torch.float32, device), "bf16": matmul_rate(torch.bfloat16, device)}
+    machine = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "mkldnn": torch.backends.mkldnn.is_available(),
+        "matmul_gflops": rates,
+    }
+    print(f"matmul 2048³: fp32 {rates['fp32']:.0f} GFLOP/s, bf16 {rates['bf16']:.0f} GFLOP/s; "
+          f"{machine['threads']} threads on {device}", flush=True)
+    rows: list[Row] = []
+    for size in sizes:
+        rows += benchmark_size(size, args, device, rates)
+    tables = []
+    for size in sizes:
+        n = (size // 16) ** 2
+        naive_note = ("naive skipped (--skip-naive-224)" if size == 224 and args.skip_naive_224 else
+                      f"naive on {min(args.naive_images or args.images, args.images)} image(s)")
+        header = (f"**{size} px ({n} patches)**, {args.images} images, {machine['threads']} threads, {device}; "
+                  f"{naive_note}; matmul fp32 {rates['fp32']:.0f} / bf16 {rates['bf16']:.0f} GFLOP/s")
+        tables.append(format_table(rows, size, header))
+    print("\n" + "\n\n".join(tables))
+    if args.json:
+        payload = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+                   "machine": machine, "rows": [asdict(row) for row in rows]}
+        args.json.write_text(json.dumps(payload, indent=2))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
