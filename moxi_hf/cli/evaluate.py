@@ -11,20 +11,11 @@ import sys
 
 from ..evaluation import DEFAULT_DATASET, DEFAULT_NUM_IMAGES, EvaluationConfig, evaluate, format_summary
 from ..methods import CURVES, METHODS
+from .explain import positive_int
 
 __all__ = ["add_parser", "run", "config_from_args"]
 
 DEFAULT_OUTPUT_DIR = "moxi-evaluation"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -49,14 +40,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     data.add_argument("--split", help="dataset split (default: validation; a local folder with one split: that one)")
     data.add_argument("--streaming", action="store_true",
                       help="stream the split instead of downloading it (a seeded buffer shuffle)")
-    data.add_argument("--shuffle-buffer", type=_positive_int, default=1000, metavar="N",
+    data.add_argument("--shuffle-buffer", type=positive_int, default=1000, metavar="N",
                       help="with --streaming: shuffle buffer size (default: 1000)")
     data.add_argument("--image-column", default="image", help="default: image")
     data.add_argument("--label-column", default="label", help="default: label")
     count = data.add_mutually_exclusive_group()
-    count.add_argument("--num-images", type=_positive_int, metavar="N",
+    count.add_argument("--num-images", type=positive_int, metavar="N",
                        help=f"the first N correctly classified images (default: {DEFAULT_NUM_IMAGES})")
-    count.add_argument("--per-class", type=_positive_int, metavar="K",
+    count.add_argument("--per-class", type=positive_int, metavar="K",
                        help="the first K correctly classified images of every class (the paper: 1)")
     data.add_argument("--seed", type=int, default=0,
                       help="shuffle seed, also full-shapley's sampling seed (default: 0)")
@@ -68,18 +59,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        help=f"methods to evaluate (default: all the model supports: {', '.join(METHODS)})")
     model.add_argument("--curves", nargs="+", choices=CURVES, default=list(CURVES), metavar="CURVE",
                        help="insertion and/or deletion (default: both)")
-    model.add_argument("--num-samples", type=_positive_int, default=200, metavar="N",
+    model.add_argument("--num-samples", type=positive_int, default=200, metavar="N",
                        help="full-shapley: Monte Carlo samples per player (default: 200)")
     model.add_argument("--masking", choices=("auto", "token", "pixel"), default="auto",
                        help="token removal (ViT/DeiT) or pixel masking (any classifier) (default: auto)")
     model.add_argument("--reward", choices=("log-odds", "log-prob", "logit"), default="log-odds",
                        help="value of a coalition (default: log-odds)")
-    model.add_argument("--players-grid", type=_positive_int, metavar="G",
+    model.add_argument("--players-grid", type=positive_int, metavar="G",
                        help="G×G players, each a block of patches (default: one player per patch)")
     model.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="default: float32")
     model.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                        help="auto: each process's accelerator as Accelerate assigns it, else CPU (default: auto)")
-    model.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
+    model.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
                        help="images explained together, sharing forward passes (default: 8)")
 
     output = parser.add_argument_group("output")
