@@ -17,12 +17,15 @@ Per case: seconds per image, speedup over naive, whether the orders equal naive'
 AUC difference of the insertion/deletion curves against the fp32 orders (bf16; curves of p(label)
 measured with the fp32 model), the FLOPs executed (counted analytically from the sequence
 lengths), the achieved GFLOP/s and its fraction of a large matmul's rate measured in the same
-run, and peak memory (RSS on CPU, ``torch.cuda.max_memory_allocated`` on GPU).
+run (best of one measurement before and one after the cases), peak memory (RSS of the process on
+CPU, ``torch.cuda.max_memory_allocated`` on GPU), and "other load": the CPU cores that OTHER
+processes used during the measurement (from /proc; on a shared 2-core machine anything above ~0.1
+means the timing was disturbed).
 
 Usage::
 
     python scripts/benchmark.py --quick                  # 128 px only, a few minutes on 2 cores
-    python scripts/benchmark.py --naive-images 1 --json benchmark.json   # 128 + 224 px
+    python scripts/benchmark.py --naive-images 1 --json benchmark.json   # 128 + 224 px, ~30 min
 """
 
 from __future__ import annotations
@@ -141,27 +144,51 @@ def counter_flops(sequences: Counter, config: ViTConfig, fast: bool, n_patches: 
 # ------------------------------------------------------------------------------------------ measuring
 
 class PeakMemory:
-    """Peak memory in MB while active: RSS sampled every 5 ms on CPU, max_memory_allocated on CUDA."""
+    """Peak memory in MB while active: the process's peak RSS on CPU, max_memory_allocated on CUDA.
+
+    On Linux the kernel's peak-RSS counter (VmHWM) is reset on entry (``/proc/self/clear_refs``)
+    and read on exit, so nothing runs beside the measured code; elsewhere RSS is sampled every
+    100 ms by a thread.
+    """
 
     def __init__(self, device: torch.device):
         self.device = device
         self.peak = 0
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     @staticmethod
     def rss() -> int:
         with open("/proc/self/statm") as handle:
             return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
+    @staticmethod
+    def _high_water_mark() -> int | None:
+        try:
+            with open("/proc/self/status") as handle:
+                for line in handle:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return None
+
     def _sample(self) -> None:
-        while not self._stop.wait(0.005):
+        while not self._stop.wait(0.1):
             self.peak = max(self.peak, self.rss())
 
     def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats(self.device)
-        else:
+            return self
+        try:
+            with open("/proc/self/clear_refs", "w") as handle:
+                handle.write("5")  # reset the peak RSS counter
+            self._use_hwm = self._high_water_mark() is not None
+        except OSError:
+            self._use_hwm = False
+        if not self._use_hwm:
             self.peak = self.rss()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
@@ -171,6 +198,8 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
             self.peak = torch.cuda.max_memory_allocated(self.device)
+        elif self._use_hwm:
+            self.peak = self._high_water_mark() or 0
         else:
             self._stop.set()
             self._thread.join()
@@ -179,6 +208,43 @@ class PeakMemory:
     @property
     def mb(self) -> float:
         return self.peak / 2**20
+
+
+class OtherLoad:
+    """CPU used by OTHER processes while active, in cores (0 = quiet machine), from /proc (Linux)."""
+
+    @staticmethod
+    def _read() -> tuple[float, float, float]:
+        try:
+            with open("/proc/stat") as handle:
+                fields = [int(v) for v in handle.readline().split()[1:]]
+            with open("/proc/self/stat") as handle:
+                mine = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return (0.0, 0.0, time.perf_counter())
+        busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+        return (float(busy), float(int(mine[11]) + int(mine[12])), time.perf_counter())
+
+    def __enter__(self) -> OtherLoad:
+        self.start = self._read()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        end = self._read()
+        ticks = os.sysconf("SC_CLK_TCK")
+        seconds = max(end[2] - self.start[2], 1e-9)
+        self.cores = max(0.0, ((end[0] - self.start[0]) - (end[1] - self.start[1])) / ticks / seconds)
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
 
 
 def synchronize(device: torch.device) -> None:
@@ -218,30 +284,31 @@ class Row:
     gflops: float = 0.0
     matmul_fraction: float = 0.0
     peak_mb: float = 0.0
+    other_load_cores: float = 0.0  # CPU cores used by other processes during the measurement
 
 
 def run_engine(model, pixel_values, labels, method: str, curve: str, device: torch.device):
     """(orders (B, N), seconds, peak MB) of the fast engine on all images together."""
     adapter = TokenRemoval(model)
     game = ValueFunction(adapter, pixel_values.to(device), labels)
-    with PeakMemory(device) as memory:
+    with PeakMemory(device) as memory, OtherLoad() as load:
         synchronize(device)
         start = time.perf_counter()
         attribution = get_method(method).attribute(game, curve)
         synchronize(device)
         seconds = time.perf_counter() - start
-    return attribution.order, seconds, memory.mb
+    return attribution.order, seconds, memory.mb, load.cores
 
 
 def run_naive(naive: NaiveMoXI, pixel_values, labels, method: str, curve: str, device: torch.device):
-    with PeakMemory(device) as memory:
+    with PeakMemory(device) as memory, OtherLoad() as load:
         synchronize(device)
         start = time.perf_counter()
         call = naive.moxi if method == "moxi" else naive.self_shapley
         result = call(pixel_values.to(device), labels, curve)
         synchronize(device)
         seconds = time.perf_counter() - start
-    return result, seconds, memory.mb
+    return result, seconds, memory.mb, load.cores
 
 
 def curve_auc(game: ValueFunction, orders: torch.Tensor, curve: str) -> torch.Tensor:
@@ -255,6 +322,15 @@ def warm_up(model, pixel_values, labels, device) -> None:
     get_method("moxi", max_players=2).attribute(game, "deletion")
 
 
+def naive_image_count(size: int, args) -> int:
+    """Images the naive baseline runs on: all, but ``--naive-images`` (or none) above 128 px."""
+    if size > 128 and args.skip_naive_224:
+        return 0
+    if size > 128 and args.naive_images:
+        return min(args.naive_images, args.images)
+    return args.images
+
+
 def benchmark_size(size: int, args, device: torch.device, rates: dict[str, float]) -> list[Row]:
     model = make_model(size, args.head_scale).to(device)
     config = model.config
@@ -264,7 +340,7 @@ def benchmark_size(size: int, args, device: torch.device, rates: dict[str, float
     models = {"fp32": model}
     if "bf16" in args.dtypes:
         models["bf16"] = copy.deepcopy(model).to(torch.bfloat16)
-    naive_images = 0 if (size == 224 and args.skip_naive_224) else min(args.naive_images or args.images, args.images)
+    naive_images = naive_image_count(size, args)
     naive = NaiveMoXI(model) if naive_images else None
     fp32_game = ValueFunction(TokenRemoval(model), pixel_values.to(device), labels)
     for name in models:
@@ -277,24 +353,26 @@ def benchmark_size(size: int, args, device: torch.device, rates: dict[str, float
         naive_row = None
         if naive is not None:
             naive.model(pixel_values=pixel_values[:1].to(device))  # warm-up
-            result, seconds, peak = run_naive(naive, pixel_values[:naive_images], labels[:naive_images],
+            result, seconds, peak, load = run_naive(naive, pixel_values[:naive_images], labels[:naive_images],
                                               method, curve, device)
             flops = counter_flops(result.sequences, config, fast=False, n_patches=n) / naive_images
             per_image = seconds / naive_images
             naive_row = Row(size, n, method, curve, "naive", naive_images, per_image, 1.0,
                             gflop_per_image=flops / 1e9, gflops=flops / per_image / 1e9,
-                            matmul_fraction=flops / per_image / 1e9 / rates["fp32"], peak_mb=peak)
+                            matmul_fraction=flops / per_image / 1e9 / rates["fp32"], peak_mb=peak,
+                            other_load_cores=load)
             rows.append(naive_row)
             print(f"  {label} naive: {per_image:.2f} s/image", flush=True)
         fp32_order = None
         for mode in models:
-            order, seconds, peak = run_engine(models[mode], pixel_values, labels, method, curve, device)
+            order, seconds, peak, load = run_engine(models[mode], pixel_values, labels, method, curve, device)
             per_image = seconds / args.images
             flops = counter_flops(engine_sequences(method, curve, n), config, fast=True, n_patches=n)
             flops += n * 2 * config.num_channels * config.patch_size**2 * config.hidden_size  # embedding once
             row = Row(size, n, method, curve, mode, args.images, per_image,
                       gflop_per_image=flops / 1e9, gflops=flops / per_image / 1e9,
-                      matmul_fraction=flops / per_image / 1e9 / rates[mode], peak_mb=peak)
+                      matmul_fraction=flops / per_image / 1e9 / rates[mode], peak_mb=peak,
+                      other_load_cores=load)
             if naive_row is not None:
                 row.speedup = naive_row.seconds_per_image / per_image
             if mode == "fp32":
@@ -318,8 +396,9 @@ def benchmark_size(size: int, args, device: torch.device, rates: dict[str, float
 
 def format_table(rows: list[Row], size: int, header: str) -> str:
     lines = [header, "",
-             "| case | mode | s/image | speedup vs naive | check | GFLOP/image | GFLOP/s | % of matmul | peak MB |",
-             "|---|---|---:|---:|---|---:|---:|---:|---:|"]
+             "| case | mode | s/image | speedup vs naive | check | GFLOP/image | GFLOP/s | % of matmul | peak MB "
+             "| other load |",
+             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]
     for row in rows:
         if row.size != size:
             continue
@@ -332,7 +411,8 @@ def format_table(rows: list[Row], size: int, header: str) -> str:
             check = f"ΔAUC {row.auc_diff:+.4f} (max {row.auc_max_abs_diff:.4f})" if row.auc_diff is not None else "-"
         speedup = "-" if row.speedup is None else f"{row.speedup:.1f}×"
         lines.append(f"| {row.method} {row.curve} | {row.mode} | {row.seconds_per_image:.3f} | {speedup} | {check} | "
-                     f"{row.gflop_per_image:.1f} | {row.gflops:.0f} | {100 * row.matmul_fraction:.0f} % | {row.peak_mb:.0f} |")
+                     f"{row.gflop_per_image:.1f} | {row.gflops:.0f} | {100 * row.matmul_fraction:.0f} % | {row.peak_mb:.0f} "
+                     f"| {row.other_load_cores:.2f} |")
     return "\n".join(lines)
 
 
@@ -342,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 224], help="image sizes (px), patch 16")
     parser.add_argument("--images", type=int, default=2, help="benchmark images (≥ 2 exercises cross-image batching)")
     parser.add_argument("--naive-images", type=int, default=None,
-                        help="images for the naive baseline (default: all; 1 saves time at 224 px)")
+                        help="images for the naive baseline above 128 px (default: all; 1 saves ~13 min at 224 px)")
     parser.add_argument("--skip-naive-224", action="store_true", help="do not run the naive baseline at 224 px")
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--methods", nargs="+", default=None, choices=["moxi", "self-shapley"])
@@ -361,21 +441,27 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [128] if args.quick else args.sizes
     rates = {"fp32": matmul_rate(torch.float32, device), "bf16": matmul_rate(torch.bfloat16, device)}
     machine = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "mkldnn": torch.backends.mkldnn.is_available(),
         "matmul_gflops": rates,
     }
-    print(f"matmul 2048³: fp32 {rates['fp32']:.0f} GFLOP/s, bf16 {rates['bf16']:.0f} GFLOP/s; "
+    print(f"matmul 2048³ (before): fp32 {rates['fp32']:.0f} GFLOP/s, bf16 {rates['bf16']:.0f} GFLOP/s; "
           f"{machine['threads']} threads on {device}", flush=True)
     rows: list[Row] = []
     for size in sizes:
         rows += benchmark_size(size, args, device, rates)
+    # The machine's matmul rate: best of a measurement before and one after the cases.
+    after = {"fp32": matmul_rate(torch.float32, device), "bf16": matmul_rate(torch.bfloat16, device)}
+    machine["matmul_gflops_before_after"] = {key: [rates[key], after[key]] for key in rates}
+    rates.update({key: max(rates[key], after[key]) for key in rates})
+    for row in rows:
+        row.matmul_fraction = row.gflops / rates["bf16" if row.mode == "bf16" else "fp32"]
     tables = []
     for size in sizes:
         n = (size // 16) ** 2
-        naive_note = ("naive skipped (--skip-naive-224)" if size == 224 and args.skip_naive_224 else
-                      f"naive on {min(args.naive_images or args.images, args.images)} image(s)")
+        count = naive_image_count(size, args)
+        naive_note = f"naive on {count} image(s)" if count else "naive skipped (--skip-naive-224)"
         header = (f"**{size} px ({n} patches)**, {args.images} images, {machine['threads']} threads, {device}; "
                   f"{naive_note}; matmul fp32 {rates['fp32']:.0f} / bf16 {rates['bf16']:.0f} GFLOP/s")
         tables.append(format_table(rows, size, header))

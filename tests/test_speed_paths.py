@@ -115,8 +115,11 @@ def test_fast_encoder_equals_model_forward(cls, config_cls):
     fast = adapter.logits(prepared, torch.arange(3), keep)
     torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5)
     for fused in (True, False):
-        prepared.encoder.fused = fused
-        torch.testing.assert_close(adapter.logits(prepared, torch.arange(3), keep), reference, atol=1e-5, rtol=1e-5)
+        for matmul_up_to in (0, 1000):  # SDPA, or matmul-softmax-matmul attention
+            prepared.encoder.fused = fused
+            prepared.encoder.matmul_attention_max_length = matmul_up_to
+            logits = adapter.logits(prepared, torch.arange(3), keep)
+            torch.testing.assert_close(logits, reference, atol=1e-5, rtol=1e-5)
     adapter.fast = False
     slow = adapter.prepare(pixel_values)
     assert slow.encoder is None
