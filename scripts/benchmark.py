@@ -143,6 +143,16 @@ def counter_flops(sequences: Counter, config: ViTConfig, fast: bool, n_patches: 
 
 # ------------------------------------------------------------------------------------------ measuring
 
+def release_free_memory() -> None:
+    """Give freed heap memory back to the OS (glibc ``malloc_trim``) so the next peak RSS is the next case's own."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class PeakMemory:
     """Peak memory in MB while active: the process's peak RSS on CPU, max_memory_allocated on CUDA.
 
@@ -178,6 +188,7 @@ class PeakMemory:
             self.peak = max(self.peak, self.rss())
 
     def __enter__(self) -> PeakMemory:
+        release_free_memory()
         if self.device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -316,6 +327,18 @@ def curve_auc(game: ValueFunction, orders: torch.Tensor, curve: str) -> torch.Te
     return auc(measure_curves(game, orders, curve).probabilities)
 
 
+def print_profile(model, pixel_values, labels, method: str, curve: str, device: torch.device, label: str) -> None:
+    """One more run of the fast engine under torch.profiler; prints the ops that took the most time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    game = ValueFunction(TokenRemoval(model), pixel_values.to(device), labels)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as profiler:
+        get_method(method).attribute(game, curve)
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"\nprofile: {label}\n" + profiler.key_averages().table(sort_by=sort, row_limit=8), flush=True)
+
+
 def warm_up(model, pixel_values, labels, device) -> None:
     game = ValueFunction(TokenRemoval(model), pixel_values[:1].to(device), labels[:1])
     get_method("moxi", max_players=2).attribute(game, "insertion")
@@ -347,7 +370,7 @@ def benchmark_size(size: int, args, device: torch.device, rates: dict[str, float
         warm_up(models[name], pixel_values, labels, device)
     rows: list[Row] = []
     for method, curve in CASES:
-        if args.methods and method not in args.methods:
+        if (args.methods and method not in args.methods) or (args.curves and curve not in args.curves):
             continue
         label = f"{size} px {method} {curve}"
         naive_row = None
@@ -389,6 +412,8 @@ def benchmark_size(size: int, args, device: torch.device, rates: dict[str, float
                     row.orders_equal_naive = None
             rows.append(row)
             print(f"  {label} {mode}: {per_image:.2f} s/image", flush=True)
+            if args.profile:
+                print_profile(models[mode], pixel_values, labels, method, curve, device, f"{label} {mode}")
     return rows
 
 
@@ -426,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-naive-224", action="store_true", help="do not run the naive baseline at 224 px")
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--methods", nargs="+", default=None, choices=["moxi", "self-shapley"])
+    parser.add_argument("--curves", nargs="+", default=None, choices=["insertion", "deletion"])
+    parser.add_argument("--profile", action="store_true",
+                        help="after timing, profile the fast engine once per case and print torch.profiler's top ops")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--head-scale", type=float, default=10.0, help="classifier weight scale of the random model")
