@@ -17,8 +17,9 @@ Per case: seconds per image, speedup over naive, whether the orders equal naive'
 AUC difference of the insertion/deletion curves against the fp32 orders (bf16; curves of p(label)
 measured with the fp32 model), the FLOPs executed (counted analytically from the sequence
 lengths), the achieved GFLOP/s and its fraction of a large matmul's rate measured in the same
-run (best of one measurement before and one after the cases), peak memory (RSS of the process on
-CPU, ``torch.cuda.max_memory_allocated`` on GPU), and "other load": the CPU cores that OTHER
+run (best of one measurement before and one after the cases), peak memory (peak RSS of a fresh
+process that builds the model and runs only that measurement, torch itself included; on GPU
+``torch.cuda.max_memory_allocated``), and "other load": the CPU cores that OTHER
 processes used during the measurement (from /proc; on a shared 2-core machine anything above ~0.1
 means the timing was disturbed).
 
@@ -354,66 +355,87 @@ def naive_image_count(size: int, args) -> int:
     return args.images
 
 
+def measure(spec: dict) -> dict:
+    """Time one mode on one case: build the model and images, warm up, run, return the result.
+
+    Runs in a fresh process (``--isolate``, the default) so that its peak RSS and its timing do
+    not depend on what ran before; every process builds the same model and images (fixed seeds).
+    """
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"])
+    model = make_model(spec["size"], spec["head_scale"]).to(device)
+    pixel_values = make_images(spec["images"], spec["size"])
+    labels = TokenRemoval(model).full_logits(pixel_values.to(device)).argmax(dim=1).cpu()
+    method, curve = spec["method"], spec["curve"]
+    if spec["mode"] == "naive":
+        count = spec["naive_images"]
+        naive = NaiveMoXI(model)
+        naive.model(pixel_values=pixel_values[:1].to(device))  # warm-up
+        result, seconds, peak, load = run_naive(naive, pixel_values[:count], labels[:count], method, curve, device)
+        return {"order": result.order, "seconds": seconds, "peak_mb": peak, "load": load,
+                "sequences": dict(result.sequences), "images": count}
+    if spec["mode"] == "bf16":
+        model = model.to(torch.bfloat16)
+    warm_up(model, pixel_values, labels, device)
+    order, seconds, peak, load = run_engine(model, pixel_values, labels, method, curve, device)
+    return {"order": order, "seconds": seconds, "peak_mb": peak, "load": load, "images": spec["images"]}
+
+
+def measure_isolated(spec: dict, isolate: bool) -> dict:
+    if not isolate:
+        return measure(spec)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(measure, spec).result()
+
+
 def benchmark_size(size: int, args, device: torch.device, rates: dict[str, float]) -> list[Row]:
     model = make_model(size, args.head_scale).to(device)
     config = model.config
     n = (size // config.patch_size) ** 2
     pixel_values = make_images(args.images, size)
     labels = TokenRemoval(model).full_logits(pixel_values.to(device)).argmax(dim=1).cpu()
-    models = {"fp32": model}
-    if "bf16" in args.dtypes:
-        models["bf16"] = copy.deepcopy(model).to(torch.bfloat16)
     naive_images = naive_image_count(size, args)
-    naive = NaiveMoXI(model) if naive_images else None
     fp32_game = ValueFunction(TokenRemoval(model), pixel_values.to(device), labels)
-    for name in models:
-        warm_up(models[name], pixel_values, labels, device)
+    modes = (["naive"] if naive_images else []) + list(args.dtypes)
     rows: list[Row] = []
     for method, curve in CASES:
         if (args.methods and method not in args.methods) or (args.curves and curve not in args.curves):
             continue
         label = f"{size} px {method} {curve}"
-        naive_row = None
-        if naive is not None:
-            naive.model(pixel_values=pixel_values[:1].to(device))  # warm-up
-            result, seconds, peak, load = run_naive(naive, pixel_values[:naive_images], labels[:naive_images],
-                                              method, curve, device)
-            flops = counter_flops(result.sequences, config, fast=False, n_patches=n) / naive_images
-            per_image = seconds / naive_images
-            naive_row = Row(size, n, method, curve, "naive", naive_images, per_image, 1.0,
-                            gflop_per_image=flops / 1e9, gflops=flops / per_image / 1e9,
-                            matmul_fraction=flops / per_image / 1e9 / rates["fp32"], peak_mb=peak,
-                            other_load_cores=load)
-            rows.append(naive_row)
-            print(f"  {label} naive: {per_image:.2f} s/image", flush=True)
-        fp32_order = None
-        for mode in models:
-            order, seconds, peak, load = run_engine(models[mode], pixel_values, labels, method, curve, device)
-            per_image = seconds / args.images
-            flops = counter_flops(engine_sequences(method, curve, n), config, fast=True, n_patches=n)
-            flops += n * 2 * config.num_channels * config.patch_size**2 * config.hidden_size  # embedding once
-            row = Row(size, n, method, curve, mode, args.images, per_image,
+        results: dict[str, dict] = {}
+        for mode in modes:
+            spec = dict(size=size, head_scale=args.head_scale, images=args.images, naive_images=naive_images,
+                        mode=mode, method=method, curve=curve, device=str(device), threads=args.threads)
+            results[mode] = out = measure_isolated(spec, not args.in_process)
+            per_image = out["seconds"] / out["images"]
+            if mode == "naive":
+                flops = counter_flops(Counter(out["sequences"]), config, fast=False, n_patches=n)
+                flops /= out["images"]
+            else:
+                flops = counter_flops(engine_sequences(method, curve, n), config, fast=True, n_patches=n)
+                flops += n * 2 * config.num_channels * config.patch_size**2 * config.hidden_size  # embedding once
+            row = Row(size, n, method, curve, mode, out["images"], per_image,
                       gflop_per_image=flops / 1e9, gflops=flops / per_image / 1e9,
-                      matmul_fraction=flops / per_image / 1e9 / rates[mode], peak_mb=peak,
-                      other_load_cores=load)
-            if naive_row is not None:
-                row.speedup = naive_row.seconds_per_image / per_image
-            if mode == "fp32":
-                fp32_order = order
-                if naive_row is not None:
-                    row.orders_equal_naive = bool(torch.equal(order[:naive_images], result.order))
-            elif fp32_order is not None:
-                reference = curve_auc(fp32_game, fp32_order, curve)
-                ours = curve_auc(fp32_game, order, curve)
+                      peak_mb=out["peak_mb"], other_load_cores=out["load"])
+            if "naive" in results:
+                row.speedup = results["naive"]["seconds"] / results["naive"]["images"] / per_image
+            if mode == "fp32" and "naive" in results:
+                row.orders_equal_naive = bool(torch.equal(out["order"][:naive_images], results["naive"]["order"]))
+            if mode == "bf16" and "fp32" in results:
+                reference = curve_auc(fp32_game, results["fp32"]["order"], curve)
+                ours = curve_auc(fp32_game, out["order"], curve)
                 row.auc_fp32 = float(reference.mean())
                 row.auc_diff = float((ours - reference).mean())
                 row.auc_max_abs_diff = float((ours - reference).abs().max())
-                if mode == "bf16":
-                    row.orders_equal_naive = None
             rows.append(row)
             print(f"  {label} {mode}: {per_image:.2f} s/image", flush=True)
-            if args.profile:
-                print_profile(models[mode], pixel_values, labels, method, curve, device, f"{label} {mode}")
+            if args.profile and mode != "naive":
+                profiled = model if mode == "fp32" else copy.deepcopy(model).to(torch.bfloat16)
+                print_profile(profiled, pixel_values, labels, method, curve, device, f"{label} {mode}")
     return rows
 
 
@@ -457,12 +479,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--head-scale", type=float, default=10.0, help="classifier weight scale of the random model")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run every measurement in this process (default: a fresh process each, for clean peak RSS)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
     if args.images < 1:
         parser.error("--images must be at least 1")
-    if "fp32" not in args.dtypes:
-        args.dtypes = ["fp32", *args.dtypes]  # the bf16 AUC check needs the fp32 orders
+    args.dtypes = ["fp32"] + (["bf16"] if "bf16" in args.dtypes else [])  # the bf16 AUC check needs fp32 orders
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
