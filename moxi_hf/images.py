@@ -33,7 +33,7 @@ from .errors import MoXIError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ImageInput", "URL_TIMEOUT", "load_image", "preprocess", "model_view", "check_pixel_values"]
+__all__ = ["URL_TIMEOUT", "ImageInput", "check_pixel_values", "load_image", "model_view", "preprocess"]
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
 #: Seconds to wait for an image URL (each connect and read).
@@ -75,7 +75,7 @@ def _open(path: Path) -> Image.Image:
 def _fetch(url: str, timeout: float) -> Image.Image:
     request = urllib.request.Request(url, headers={"User-Agent": "moxi-hf"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) only
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             data = response.read()
     except urllib.error.HTTPError as error:
         raise MoXIError(f"could not fetch image {url!r}: HTTP {error.code} {error.reason}") from None

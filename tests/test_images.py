@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers.models.convnext.image_processing_pil_convnext import ConvNextImageProcessorPil
+from transformers.models.convnext.image_processing_pil_convnext import (
+    ConvNextImageProcessorPil,
+)
 from transformers.models.deit.image_processing_pil_deit import DeiTImageProcessorPil
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
@@ -193,7 +195,7 @@ def test_model_view_without_crop_is_the_resized_image():
 
 
 def test_sixteen_bit_copy_of_a_digit_is_explained_like_the_original(tmp_path):
-    original = sorted((MNIST / "samples").glob("*.png"))[0]
+    original = min((MNIST / "samples").glob("*.png"))
     eight = np.asarray(Image.open(original).convert("L"))
     copy = tmp_path / "digit16.png"
     Image.fromarray(eight.astype(np.uint16) * 257).save(copy)
