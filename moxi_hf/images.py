@@ -53,6 +53,9 @@ def load_image(image: ImageInput, timeout: float = URL_TIMEOUT) -> Image.Image:
         image = _open(Path(image))
     elif isinstance(image, np.ndarray):
         image = _from_array(image)
+    elif type(image).__module__.startswith("torch"):
+        raise MoXIError("a tensor in a list of images: pass processed pixel_values as one (B, 3, H, W) float "
+                        "tensor, or each picture as a path, a PIL image or an (H, W, 3) uint8 numpy array")
     elif not isinstance(image, Image.Image):
         raise MoXIError(f"cannot use a {type(image).__name__} as an image; give a path, a URL, a PIL image or an array")
     if image.width == 0 or image.height == 0:

@@ -196,6 +196,8 @@ def test_an_empty_batch_tensor_is_refused_by_explain_batch(explainer):
         explainer.explain_batch(torch.zeros(0, 3, 16, 16), method="self-shapley")
     with pytest.raises(MoXIError, match=r"got \(3, 16, 16\)$"):
         explainer.explain_batch(torch.zeros(3, 16, 16), method="self-shapley")
+    with pytest.raises(MoXIError, match=r"^a tensor in a list of images: pass processed pixel_values as one"):
+        explainer.explain_batch([torch.zeros(3, 16, 16)], method="self-shapley")
 
 
 def test_good_float_pixel_values_still_work(explainer, pixel_values):
