@@ -18,6 +18,7 @@ within [0, 1] (× 255); the shape is (H, W), (H, W, 1), (H, W, 3) or (H, W, 4).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import urllib.error
@@ -60,7 +61,8 @@ def load_image(image: ImageInput, timeout: float = URL_TIMEOUT) -> Image.Image:
         raise MoXIError(f"cannot use a {type(image).__name__} as an image; give a path, a URL, a PIL image or an array")
     if image.width == 0 or image.height == 0:
         raise MoXIError(f"the image is empty ({image.width}x{image.height} pixels)")
-    image = ImageOps.exif_transpose(image)
+    with contextlib.suppress(Exception):  # a damaged EXIF block only costs the orientation
+        image = ImageOps.exif_transpose(image)
     return _to_rgb(image)
 
 
