@@ -9,7 +9,7 @@ import torch
 
 from .errors import MoXIError
 from .explanation import Explanation
-from .images import ImageInput, preprocess
+from .images import ImageInput, check_pixel_values, preprocess
 from .loading import ExplainableModel, load_explainable_model, resolve_device, resolve_dtype, TOKEN_MODEL_TYPES
 from .methods import Method, get_method
 from .methods.base import check_curve
@@ -195,7 +195,8 @@ class Explainer:
         method_obj = get_method(method, **method_options)
         names: list[str | None]
         if isinstance(images, torch.Tensor):
-            pixel_values, pil_images = images, [None] * images.shape[0]
+            pixel_values = check_pixel_values(images, getattr(self.model.config, "num_channels", None))
+            pil_images = [None] * images.shape[0]
             names = [None] * images.shape[0]
         else:
             images = list(images)

@@ -16,6 +16,7 @@ from .modeling import (
     MoXIViTForImageClassification,
 )
 from .removal import PixelMasking, RemovalAdapter, TokenRemoval
+from .sources import resolve_model_source
 
 __all__ = ["ExplainableModel", "load_explainable_model", "TOKEN_MODEL_TYPES", "resolve_dtype", "DEFAULT_PIXEL_GRID"]
 
@@ -98,12 +99,7 @@ def load_explainable_model(
         raise MoXIError(f"unknown masking {masking!r}; choose one of {', '.join(MASKINGS)}")
     dtype = resolve_dtype(dtype)
     device = resolve_device(device)
-    name = os.fspath(path_or_id)
-    looks_local = name.startswith((".", "/", "~")) or os.sep in name.rstrip(os.sep) and name.count("/") != 1
-    if looks_local and not os.path.exists(os.path.expanduser(name)):
-        raise MoXIError(f"model path {name!r} does not exist")
-    if os.path.isdir(name) and not os.path.isfile(os.path.join(name, "config.json")):
-        raise MoXIError(f"{name!r} is not a model folder: it has no config.json")
+    name = resolve_model_source(path_or_id, local_files_only=from_pretrained_kwargs.get("local_files_only", False))
     try:
         config = AutoConfig.from_pretrained(name, **from_pretrained_kwargs)
     except Exception as error:  # noqa: BLE001 - transformers raises many kinds here
