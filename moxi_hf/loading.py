@@ -10,19 +10,35 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 from transformers.utils import logging as hf_logging
 
 from .errors import MoXIError
-from .modeling import (
-    MoXIDeiTForImageClassification,
-    MoXIDeiTForImageClassificationWithTeacher,
-    MoXIViTForImageClassification,
-)
+from .modeling import TOKEN_CLASSES, TokenRemovalClassifier
 from .removal import PixelMasking, RemovalAdapter, TokenRemoval
 
-__all__ = ["ExplainableModel", "load_explainable_model", "TOKEN_MODEL_TYPES", "resolve_dtype", "DEFAULT_PIXEL_GRID"]
+__all__ = [
+    "ExplainableModel",
+    "load_explainable_model",
+    "TOKEN_MODEL_TYPES",
+    "resolve_dtype",
+    "DEFAULT_PIXEL_GRID",
+    "as_token_model",
+    "build_adapter",
+    "uses_token_removal",
+]
 
-TOKEN_MODEL_TYPES = ("vit", "deit")
+#: model_type -> the stock classifier its checkpoints are loaded as when ``architectures`` says nothing.
+_DEFAULT_TOKEN_CLASS = {
+    "vit": "ViTForImageClassification",
+    "deit": "DeiTForImageClassification",
+    "vit_msn": "ViTMSNForImageClassification",
+    "dinov2": "Dinov2ForImageClassification",
+    "dinov2_with_registers": "Dinov2WithRegistersForImageClassification",
+    "beit": "BeitForImageClassification",
+    "ijepa": "IJepaForImageClassification",
+}
+#: Model types that get token removal.
+TOKEN_MODEL_TYPES = tuple(_DEFAULT_TOKEN_CLASS)
 MASKINGS = ("auto", "token", "pixel")
-#: Pixel-masking grid for models without patches: 14×14 cells, as ViT-B/16 at 224 px.
-DEFAULT_PIXEL_GRID = (14, 14)
+#: Pixel-masking grid (players) for models without patch tokens (CNNs, Swin): 7×7 cells.
+DEFAULT_PIXEL_GRID = (7, 7)
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
@@ -58,13 +74,78 @@ class ExplainableModel:
         return iter((self.model, self.processor, self.adapter))
 
 
-def _token_class(config) -> type:
-    architectures = config.architectures or []
-    if config.model_type == "deit":
-        if any("WithTeacher" in name for name in architectures):
-            return MoXIDeiTForImageClassificationWithTeacher
-        return MoXIDeiTForImageClassification
-    return MoXIViTForImageClassification
+def _token_class(config) -> type[TokenRemovalClassifier]:
+    for name in config.architectures or []:
+        if name in TOKEN_CLASSES:
+            return TOKEN_CLASSES[name]
+    return TOKEN_CLASSES[_DEFAULT_TOKEN_CLASS[config.model_type]]
+
+
+def uses_token_removal(model_type: str | None, masking: str) -> bool:
+    """The one masking decision: token removal for ViT-family models (auto/token), pixel masking otherwise.
+
+    Raises :class:`MoXIError` for an unknown ``masking`` or ``"token"`` on a model without patch tokens.
+    """
+    if masking not in MASKINGS:
+        raise MoXIError(f"unknown masking {masking!r}; choose one of {', '.join(MASKINGS)}")
+    has_tokens = model_type in TOKEN_MODEL_TYPES
+    if masking == "token" and not has_tokens:
+        raise MoXIError(
+            f"token masking needs a model with patch tokens, a ViT-family one ({', '.join(TOKEN_MODEL_TYPES)}), "
+            f"got a {model_type!r} model; use masking='pixel'"
+        )
+    return has_tokens and masking != "pixel"
+
+
+def as_token_model(model: torch.nn.Module) -> TokenRemovalClassifier:
+    """A stock ViT-family classifier rebuilt as its MoXI subclass (same parameter names, same weights)."""
+    if isinstance(model, TokenRemovalClassifier):
+        return model
+    target = TOKEN_CLASSES.get(type(model).__name__)
+    if target is None:
+        raise MoXIError(
+            f"token masking needs a ViT-family classifier with patch tokens, got {type(model).__name__}; "
+            "use masking='pixel'"
+        )
+    converted = target(model.config)
+    converted.load_state_dict(model.state_dict())
+    parameter = next(model.parameters())
+    return converted.to(parameter.device, parameter.dtype).eval()
+
+
+def _pair(grid: int | tuple[int, int]) -> tuple[int, int]:
+    return (grid, grid) if isinstance(grid, int) else (int(grid[0]), int(grid[1]))
+
+
+def build_adapter(
+    model: torch.nn.Module,
+    masking: str = "auto",
+    grid: int | tuple[int, int] | None = None,
+    baseline: str = "zero",
+    image_size: tuple[int, int] | None = None,
+    interpolate_pos_encoding: bool = False,
+) -> RemovalAdapter:
+    """The removal adapter for an already loaded model (token removal or pixel masking, see :func:`uses_token_removal`).
+
+    ``grid`` is the pixel-masking cell grid (default: the patch grid of a ViT-family model, else
+    :data:`DEFAULT_PIXEL_GRID`); token removal always works on the patch grid.
+    """
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if uses_token_removal(model_type, masking) or (masking == "token" and isinstance(model, TokenRemovalClassifier)):
+        adapter = TokenRemoval(as_token_model(model), interpolate_pos_encoding=interpolate_pos_encoding,
+                               image_size=image_size)
+        if grid is not None and _pair(grid) != adapter.grid:
+            raise MoXIError(
+                f"token removal works on the model's {adapter.grid[0]}x{adapter.grid[1]} patch grid; "
+                "use players_grid for coarser players"
+            )
+        return adapter
+    if grid is None:
+        config = getattr(model, "config", None)
+        patch = getattr(config, "patch_size", None)
+        size = image_size or (_pair(config.image_size) if isinstance(getattr(config, "image_size", None), int) else None)
+        grid = (size[0] // patch, size[1] // patch) if model_type in TOKEN_MODEL_TYPES and size and isinstance(patch, int) else DEFAULT_PIXEL_GRID
+    return PixelMasking(model, _pair(grid), baseline=baseline)
 
 
 def _image_size(processor, config) -> tuple[int, int] | None:
@@ -90,9 +171,10 @@ def load_explainable_model(
 ) -> ExplainableModel:
     """Load a classifier from a local folder or a Hub id and pick its removal adapter.
 
-    ``masking="auto"`` uses token removal for ViT/DeiT checkpoints and pixel masking for every
-    other classifier; ``"token"`` on a model without patch tokens is an error. ``grid`` is the
-    pixel-masking cell grid (default: the model's patch grid, or 14×14 for models without patches).
+    ``masking="auto"`` uses token removal for ViT-family checkpoints (:data:`TOKEN_MODEL_TYPES`) and
+    pixel masking for every other classifier; ``"token"`` on a model without patch tokens is an
+    error. ``grid`` is the pixel-masking cell grid (default: a ViT's patch grid, or
+    :data:`DEFAULT_PIXEL_GRID` for models without patch tokens).
     """
     if masking not in MASKINGS:
         raise MoXIError(f"unknown masking {masking!r}; choose one of {', '.join(MASKINGS)}")
@@ -108,13 +190,7 @@ def load_explainable_model(
         config = AutoConfig.from_pretrained(name, **from_pretrained_kwargs)
     except Exception as error:  # noqa: BLE001 - transformers raises many kinds here
         raise MoXIError(f"could not load a model config from {name!r}: {error}") from None
-    has_tokens = config.model_type in TOKEN_MODEL_TYPES
-    if masking == "token" and not has_tokens:
-        raise MoXIError(
-            f"token masking needs a model with patch tokens (ViT or DeiT), but {name!r} is a "
-            f"{config.model_type!r} model; use masking='pixel'"
-        )
-    use_tokens = has_tokens and masking in ("auto", "token")
+    use_tokens = uses_token_removal(config.model_type, masking)
     kwargs = dict(from_pretrained_kwargs)
     if use_tokens:
         kwargs.setdefault("attn_implementation", attn_implementation)
@@ -132,23 +208,10 @@ def load_explainable_model(
         processor = _load_processor(name, from_pretrained_kwargs)
     except Exception as error:  # noqa: BLE001
         raise MoXIError(f"could not load the image processor of {name!r}: {error}") from None
-    if use_tokens:
-        size = _image_size(processor, config)
-        config_size = (config.image_size, config.image_size) if isinstance(config.image_size, int) else None
-        interpolate = size is not None and config_size is not None and size != config_size
-        adapter: RemovalAdapter = TokenRemoval(model, interpolate_pos_encoding=interpolate, image_size=size)
-        if grid is not None and tuple(grid if not isinstance(grid, int) else (grid, grid)) != adapter.grid:
-            raise MoXIError(
-                f"token removal works on the model's {adapter.grid[0]}x{adapter.grid[1]} patch grid; "
-                "use players_grid for coarser players"
-            )
-    else:
-        if grid is None:
-            patch = getattr(config, "patch_size", None)
-            size = _image_size(processor, config)
-            grid = (size[0] // patch, size[1] // patch) if isinstance(patch, int) and size else DEFAULT_PIXEL_GRID
-        grid = (grid, grid) if isinstance(grid, int) else tuple(grid)
-        adapter = PixelMasking(model, grid, baseline=baseline)
+    size = _image_size(processor, config)
+    config_size = _pair(config.image_size) if isinstance(getattr(config, "image_size", None), int) else None
+    interpolate = use_tokens and size is not None and config_size is not None and size != config_size
+    adapter = build_adapter(model, masking, grid, baseline, size, interpolate)
     return ExplainableModel(model, processor, adapter, name)
 
 
