@@ -57,7 +57,7 @@ class Explainer:
         baseline: str = "zero",
     ):
         if adapter is None:
-            adapter = build_adapter(model, masking, pixel_grid, baseline)
+            adapter = build_adapter(model, masking, pixel_grid, baseline, players_grid=players_grid)
         self.model = adapter.model
         self.model.eval()
         self.processor = processor
@@ -84,11 +84,11 @@ class Explainer:
         pixel_grid: int | tuple[int, int] | None = None,
         **from_pretrained_kwargs,
     ) -> Explainer:
-        """Load any HF image classifier (ViT/DeiT get token removal, others pixel masking)."""
+        """Load any HF image classifier (ViT-family models get token removal, others pixel masking)."""
         check_reward(reward)
         loaded: ExplainableModel = load_explainable_model(
             path_or_id, masking=masking, dtype=resolve_dtype(dtype), device=resolve_device(device),
-            grid=pixel_grid, baseline=baseline, **from_pretrained_kwargs,
+            grid=pixel_grid, baseline=baseline, players_grid=players_grid, **from_pretrained_kwargs,
         )
         return cls(loaded.model, loaded.processor, loaded.adapter, reward=reward, players_grid=players_grid,
                    max_batch_size=max_batch_size, max_tokens=max_tokens, name=loaded.name)

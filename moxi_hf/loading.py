@@ -124,11 +124,13 @@ def build_adapter(
     baseline: str = "zero",
     image_size: tuple[int, int] | None = None,
     interpolate_pos_encoding: bool = False,
+    players_grid: int | tuple[int, int] | None = None,
 ) -> RemovalAdapter:
     """The removal adapter for an already loaded model (token removal or pixel masking, see :func:`uses_token_removal`).
 
     ``grid`` is the pixel-masking cell grid (default: the patch grid of a ViT-family model, else
-    :data:`DEFAULT_PIXEL_GRID`); token removal always works on the patch grid.
+    ``players_grid`` when given, else :data:`DEFAULT_PIXEL_GRID`); token removal always works on the
+    patch grid.
     """
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if uses_token_removal(model_type, masking) or (masking == "token" and isinstance(model, TokenRemovalClassifier)):
@@ -144,7 +146,7 @@ def build_adapter(
         config = getattr(model, "config", None)
         patch = getattr(config, "patch_size", None)
         size = image_size or (_pair(config.image_size) if isinstance(getattr(config, "image_size", None), int) else None)
-        grid = (size[0] // patch, size[1] // patch) if model_type in TOKEN_MODEL_TYPES and size and isinstance(patch, int) else DEFAULT_PIXEL_GRID
+        grid = (size[0] // patch, size[1] // patch) if model_type in TOKEN_MODEL_TYPES and size and isinstance(patch, int) else players_grid or DEFAULT_PIXEL_GRID
     return PixelMasking(model, _pair(grid), baseline=baseline)
 
 
@@ -167,6 +169,7 @@ def load_explainable_model(
     grid: int | tuple[int, int] | None = None,
     baseline: str = "zero",
     attn_implementation: str = "sdpa",
+    players_grid: int | tuple[int, int] | None = None,
     **from_pretrained_kwargs,
 ) -> ExplainableModel:
     """Load a classifier from a local folder or a Hub id and pick its removal adapter.
@@ -174,7 +177,7 @@ def load_explainable_model(
     ``masking="auto"`` uses token removal for ViT-family checkpoints (:data:`TOKEN_MODEL_TYPES`) and
     pixel masking for every other classifier; ``"token"`` on a model without patch tokens is an
     error. ``grid`` is the pixel-masking cell grid (default: a ViT's patch grid, or
-    :data:`DEFAULT_PIXEL_GRID` for models without patch tokens).
+    :data:`DEFAULT_PIXEL_GRID` for models without patch tokens, or ``players_grid`` when given).
     """
     if masking not in MASKINGS:
         raise MoXIError(f"unknown masking {masking!r}; choose one of {', '.join(MASKINGS)}")
@@ -211,7 +214,7 @@ def load_explainable_model(
     size = _image_size(processor, config)
     config_size = _pair(config.image_size) if isinstance(getattr(config, "image_size", None), int) else None
     interpolate = use_tokens and size is not None and config_size is not None and size != config_size
-    adapter = build_adapter(model, masking, grid, baseline, size, interpolate)
+    adapter = build_adapter(model, masking, grid, baseline, size, interpolate, players_grid)
     return ExplainableModel(model, processor, adapter, name)
 
 

@@ -227,3 +227,88 @@ def test_cli_explain_with_token_masking(arch, tmp_path, capsys):
     code = main(["explain", "--quiet", "--model", path, "--masking", "token", "--image", str(image),
                  "--method", "self-shapley", "--output-dir", str(tmp_path / "out")])
     assert code == 0
+
+
+def _save_pixel_model(model: torch.nn.Module, path) -> str:
+    model.save_pretrained(path)
+    ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module", params=["swin", "convnext"])
+def pixel_model_dir(request, tmp_path_factory):
+    from transformers import ConvNextConfig, ConvNextForImageClassification, SwinConfig, SwinForImageClassification
+
+    torch.manual_seed(5)
+    if request.param == "swin":
+        config = SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 2],
+                            window_size=2, num_labels=4)
+        model = SwinForImageClassification(config)
+    else:
+        config = ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2, num_labels=4)
+        model = ConvNextForImageClassification(config)
+    return request.param, _save_pixel_model(model.eval(), tmp_path_factory.mktemp(request.param))
+
+
+def test_hierarchical_and_conv_models_get_pixel_masking_on_7x7(pixel_model_dir):
+    name, path = pixel_model_dir
+    explainer = Explainer.from_pretrained(path)
+    assert explainer.adapter.masking == "pixel" and explainer.adapter.grid == (7, 7)
+    image = torch.randn(3, 32, 32)
+    for method in ("moxi", "gradcam"):
+        explanation = explainer.explain(image, method=method)
+        assert explanation.grid == (7, 7) and sorted(explanation.order) == list(range(49))
+    with pytest.raises(Exception, match="attention-rollout needs"):
+        explainer.explain(image, method="attention-rollout")
+    coarse = Explainer.from_pretrained(path, players_grid=4)
+    assert coarse.adapter.grid == (4, 4)
+    assert coarse.explain(image, method="self-shapley").grid == (4, 4)
+
+
+def test_gradcam_layers(pixel_model_dir, arch, pixel_values):
+    name, path = pixel_model_dir
+    from moxi_hf import get_method
+    from moxi_hf.methods.gradcam import cam_layer
+
+    explainer = Explainer.from_pretrained(path)
+    _, layer = cam_layer(explainer.adapter, torch.randn(1, 3, 32, 32))
+    # Swin: the final LayerNorm over the last stage's tokens; ConvNeXt: its last stage.
+    assert layer == ("swin.layernorm" if name == "swin" else "convnext.encoder.stages.1")
+    token_name, token_path = arch
+    token_explainer = Explainer.from_pretrained(token_path)
+    _, token_layer = cam_layer(token_explainer.adapter, pixel_values)
+    assert ".1." in token_layer  # the last of the two encoder layers
+    game = ValueFunction(token_explainer.adapter, pixel_values[:1], [0])
+    assert get_method("gradcam").attribute(game, "insertion").settings == {"cam_layer": token_layer}
+
+
+def test_two_methods_on_one_model_from_two_threads_equal_sequential_runs(tmp_path, pixel_values):
+    import threading
+
+    stock_model("dinov2").save_pretrained(tmp_path)
+    ViTImageProcessorPil(size={"height": 16, "width": 16}).save_pretrained(tmp_path)
+    explainer = Explainer.from_pretrained(str(tmp_path))
+    methods = ["attention-rollout", "gradcam", "moxi", "self-shapley"]
+    expected = {method: explainer.explain(pixel_values[0], method=method) for method in methods}
+    results: dict[tuple[str, int], object] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(methods))
+
+    def work(method: str) -> None:
+        try:
+            start.wait()
+            for round_ in range(3):
+                results[method, round_] = explainer.explain(pixel_values[0], method=method)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(method,)) for method in methods]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    for (method, _), explanation in results.items():
+        assert explanation.order == expected[method].order
+        torch.testing.assert_close(torch.tensor(explanation.scores), torch.tensor(expected[method].scores))
+    assert explainer.model.config._attn_implementation == "sdpa"

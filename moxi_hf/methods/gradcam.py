@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import torch
@@ -15,6 +16,26 @@ from .base import Attribution, Method, check_curve, order_by_score, register_met
 __all__ = ["GradCAM", "GradCAMPlusPlus", "cam_activations", "cam_layer"]
 
 
+def _is_feature_map(module: torch.nn.Module, output: object) -> bool:
+    """A (B, C, H, W) map with H·W > 1, or a LayerNorm's (B, L, C) tokens on a square grid (Swin's last stage)."""
+    if not torch.is_tensor(output):
+        return False
+    if output.ndim == 4 and not isinstance(module, torch.nn.LayerNorm):
+        return output.shape[-1] * output.shape[-2] > 1
+    if output.ndim == 3 and isinstance(module, torch.nn.LayerNorm):
+        side = math.isqrt(output.shape[1])
+        return output.shape[1] > 1 and side * side == output.shape[1]
+    return False
+
+
+def _as_map(tokens: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) unchanged; (B, L, C) tokens on a square grid -> (B, C, √L, √L)."""
+    if tokens.ndim == 4:
+        return tokens
+    side = math.isqrt(tokens.shape[1])
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
+
+
 def _last_feature_map_module(model: torch.nn.Module, pixel_values: torch.Tensor) -> torch.nn.Module:
     """The last module (in execution order) whose output is a spatial (B, C, H, W) map, H·W > 1.
 
@@ -25,8 +46,7 @@ def _last_feature_map_module(model: torch.nn.Module, pixel_values: torch.Tensor)
     caller = threading.get_ident()
 
     def record(module, inputs, output):
-        if threading.get_ident() == caller and torch.is_tensor(output) and output.ndim == 4 \
-                and output.shape[-1] * output.shape[-2] > 1:
+        if threading.get_ident() == caller and _is_feature_map(module, output):
             seen.append(module)
 
     hooks = [module.register_forward_hook(record) for module in model.modules() if module is not model]
@@ -89,6 +109,7 @@ def cam_activations(game: ValueFunction) -> tuple[torch.Tensor, torch.Tensor, st
         special = adapter.num_special_tokens
         return activations[:, special:], gradients[:, special:], name
     grid = adapter.grid
+    activations, gradients = _as_map(activations), _as_map(gradients)
     activations = F.adaptive_avg_pool2d(activations, grid).flatten(2).transpose(1, 2)
     gradients = F.adaptive_avg_pool2d(gradients, grid).flatten(2).transpose(1, 2)
     return activations, gradients, name
