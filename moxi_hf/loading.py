@@ -33,7 +33,11 @@ _DEFAULT_TOKEN_CLASS = {
     "dinov2_with_registers": "Dinov2WithRegistersForImageClassification",
     "beit": "BeitForImageClassification",
     "ijepa": "IJepaForImageClassification",
+    "data2vec-vision": "Data2VecVisionForImageClassification",
 }
+#: Model types whose attention class is fixed when the model is built: loaded with eager attention so
+#: attention-rollout gets attention weights.
+_EAGER_MODEL_TYPES = ("data2vec-vision",)
 #: Model types that get token removal.
 TOKEN_MODEL_TYPES = tuple(_DEFAULT_TOKEN_CLASS)
 MASKINGS = ("auto", "token", "pixel")
@@ -145,8 +149,12 @@ def build_adapter(
     if grid is None:
         config = getattr(model, "config", None)
         patch = getattr(config, "patch_size", None)
-        size = image_size or (_pair(config.image_size) if isinstance(getattr(config, "image_size", None), int) else None)
-        grid = (size[0] // patch, size[1] // patch) if model_type in TOKEN_MODEL_TYPES and size and isinstance(patch, int) else players_grid or DEFAULT_PIXEL_GRID
+        if image_size is None and isinstance(getattr(config, "image_size", None), int):
+            image_size = _pair(config.image_size)
+        if model_type in TOKEN_MODEL_TYPES and image_size and isinstance(patch, int):
+            grid = (image_size[0] // patch, image_size[1] // patch)
+        else:
+            grid = players_grid or DEFAULT_PIXEL_GRID
     return PixelMasking(model, _pair(grid), baseline=baseline)
 
 
@@ -196,7 +204,8 @@ def load_explainable_model(
     use_tokens = uses_token_removal(config.model_type, masking)
     kwargs = dict(from_pretrained_kwargs)
     if use_tokens:
-        kwargs.setdefault("attn_implementation", attn_implementation)
+        eager = config.model_type in _EAGER_MODEL_TYPES
+        kwargs.setdefault("attn_implementation", "eager" if eager else attn_implementation)
     try:
         if use_tokens:
             model = _token_class(config).from_pretrained(name, dtype=dtype, **kwargs)

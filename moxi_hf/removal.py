@@ -152,7 +152,8 @@ class TokenRemoval(RemovalAdapter):
     def bytes_per_cost(self) -> int:
         """Bytes per token live in one encoder layer: hidden, norm, residual, Q/K/V, context, MLP (~10 D + 2 M)."""
         config = self.model.config
-        intermediate = getattr(config, "intermediate_size", None) or int(config.hidden_size * getattr(config, "mlp_ratio", 4))
+        intermediate = getattr(config, "intermediate_size", None)
+        intermediate = intermediate or int(config.hidden_size * getattr(config, "mlp_ratio", 4))
         return (10 * config.hidden_size + 2 * intermediate) * self.dtype.itemsize
 
     def logits(self, prepared: _TokenContext, image_index: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformers import DeiTConfig, ViTConfig
 
+from benchmarks.naive import NaiveMoXI
 from moxi_hf import (
     MoXIDeiTForImageClassification,
     MoXIDeiTForImageClassificationWithTeacher,
@@ -19,9 +20,8 @@ from moxi_hf import (
     ValueFunction,
     get_method,
 )
-from moxi_hf.metrics.curves import curve_coalitions
-from benchmarks.naive import NaiveMoXI
 from moxi_hf.engine import FastEncoder, fast_encoder
+from moxi_hf.metrics.curves import curve_coalitions
 from moxi_hf.value import _even_chunk
 
 SMALL = dict(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

@@ -13,6 +13,7 @@ from transformers.conversion_mapping import (
 )
 
 from .beit import MoXIBeitForImageClassification, MoXIBeitLayer, MoXIBeitModel
+from .data2vec import MoXIData2VecVisionForImageClassification, MoXIData2VecVisionModel
 from .dinov2 import (
     MoXIDinov2ForImageClassification,
     MoXIDinov2Model,
@@ -62,6 +63,8 @@ __all__ = [
     "MoXIBeitForImageClassification",
     "MoXIIJepaModel",
     "MoXIIJepaForImageClassification",
+    "MoXIData2VecVisionModel",
+    "MoXIData2VecVisionForImageClassification",
 ]
 
 # Kept for code that imported the former private names.
@@ -78,6 +81,7 @@ TOKEN_CLASSES: dict[str, type[TokenRemovalClassifier]] = {
     "Dinov2WithRegistersForImageClassification": MoXIDinov2WithRegistersForImageClassification,
     "BeitForImageClassification": MoXIBeitForImageClassification,
     "IJepaForImageClassification": MoXIIJepaForImageClassification,
+    "Data2VecVisionForImageClassification": MoXIData2VecVisionForImageClassification,
 }
 
 # transformers renames transformers-4 checkpoint keys (``vit.encoder.layer.N...``) per backbone class

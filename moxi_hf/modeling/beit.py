@@ -77,7 +77,8 @@ class MoXIBeitModel(TokenRemovalModel, BeitModel):
 
     def __init__(self, config, add_pooling_layer: bool = True):
         super().__init__(config, add_pooling_layer=add_pooling_layer)
-        rates = [config.drop_path_rate * i / max(config.num_hidden_layers - 1, 1) for i in range(config.num_hidden_layers)]
+        layers = config.num_hidden_layers
+        rates = [config.drop_path_rate * i / max(layers - 1, 1) for i in range(layers)]
         self.layers = nn.ModuleList([MoXIBeitLayer(config, drop_path_rate=rate) for rate in rates])
         self.post_init()
 

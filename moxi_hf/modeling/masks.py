@@ -25,7 +25,7 @@ def _as_tensor(embedding_mask: Sequence) -> torch.Tensor:
     if lengths in ({0}, set()):  # [[], [], ...] -> shape (B, 0)
         return torch.zeros(len(rows), 0, dtype=torch.long)
     try:
-        mask = torch.tensor([[value.item() if isinstance(value, torch.Tensor) else value for value in row] for row in rows])
+        mask = torch.tensor([[value.item() if torch.is_tensor(value) else value for value in row] for row in rows])
     except (TypeError, ValueError, RuntimeError) as error:
         raise ValueError(f"embedding_mask must hold integer patch indices or booleans: {error}") from None
     return mask
