@@ -49,7 +49,7 @@ def _cat_bias(*linears: torch.nn.Linear) -> torch.Tensor | None:
 
 
 class FastEncoder:
-    """Inference-only encoder + head of a MoXI ViT/DeiT: the model's own computation, arranged for speed.
+    """Inference-only encoder + head of a MoXI ViT, DeiT or ViT-MSN: the model's own computation, arranged for speed.
 
     The same operations as ``classify_embeddings`` (pre-LN layers: LayerNorm, attention, residual,
     LayerNorm, MLP, residual; final LayerNorm; head) with:

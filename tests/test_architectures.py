@@ -9,9 +9,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import (
     BeitConfig,
+    BeitForImageClassification,
     Data2VecVisionConfig,
     Data2VecVisionForImageClassification,
-    BeitForImageClassification,
     Dinov2Config,
     Dinov2ForImageClassification,
     Dinov2WithRegistersConfig,
@@ -263,7 +263,12 @@ def _save_pixel_model(model: torch.nn.Module, path) -> str:
 
 @pytest.fixture(scope="module", params=["swin", "convnext"])
 def pixel_model_dir(request, tmp_path_factory):
-    from transformers import ConvNextConfig, ConvNextForImageClassification, SwinConfig, SwinForImageClassification
+    from transformers import (
+        ConvNextConfig,
+        ConvNextForImageClassification,
+        SwinConfig,
+        SwinForImageClassification,
+    )
 
     torch.manual_seed(5)
     if request.param == "swin":

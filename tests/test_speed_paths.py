@@ -182,3 +182,49 @@ def test_fast_encoder_is_built_once_and_rebuilt_when_weights_change(images):
     torch.testing.assert_close(after, before + 1.0, atol=1e-5, rtol=1e-5)
     model.to(torch.bfloat16)
     assert fast_encoder(model) is not rebuilt
+
+
+def _tiny_token_model(arch: str):
+    from transformers import (
+        BeitConfig,
+        Data2VecVisionConfig,
+        Dinov2WithRegistersConfig,
+        IJepaConfig,
+        ViTMSNConfig,
+    )
+
+    from moxi_hf.modeling import (
+        MoXIBeitForImageClassification,
+        MoXIData2VecVisionForImageClassification,
+        MoXIDinov2WithRegistersForImageClassification,
+        MoXIIJepaForImageClassification,
+        MoXIViTMSNForImageClassification,
+    )
+
+    base = {key: value for key, value in SMALL.items() if key != "intermediate_size"}
+    return {
+        "vit_msn": (MoXIViTMSNForImageClassification, ViTMSNConfig, {"intermediate_size": 64}),
+        "dinov2_with_registers": (MoXIDinov2WithRegistersForImageClassification, Dinov2WithRegistersConfig,
+                                  {"mlp_ratio": 2, "num_register_tokens": 2}),
+        "beit": (MoXIBeitForImageClassification, BeitConfig,
+                 {"intermediate_size": 64, "use_relative_position_bias": True, "use_mean_pooling": True}),
+        "data2vec": (MoXIData2VecVisionForImageClassification, Data2VecVisionConfig,
+                     {"intermediate_size": 64, "use_relative_position_bias": True, "use_mean_pooling": True}),
+        "ijepa": (MoXIIJepaForImageClassification, IJepaConfig, {"intermediate_size": 64}),
+    }[arch], base
+
+
+@pytest.mark.parametrize("arch", ["vit_msn", "dinov2_with_registers", "beit", "data2vec", "ijepa"])
+def test_other_architectures_orders_equal_naive(arch, images):
+    (cls, config_cls, extra), base = _tiny_token_model(arch)
+    torch.manual_seed(0)
+    model = cls(config_cls(**base, **extra, initializer_range=0.2)).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(5)
+    # ViT-MSN has ViT's layers: the fused engine covers it; the others fall back to the model's own layers.
+    assert (fast_encoder(model) is not None) == (arch == "vit_msn")
+    labels = predicted(model, images[:1])
+    for method in ("moxi", "self-shapley"):
+        fast = get_method(method).attribute(ValueFunction(TokenRemoval(model), images[:1], labels), "insertion")
+        naive = getattr(NaiveMoXI(model), method.replace("-", "_"))(images[:1], labels, "insertion")
+        assert torch.equal(fast.order, naive.order)
