@@ -12,12 +12,16 @@ from transformers import (
     BeitForImageClassification,
     Data2VecVisionConfig,
     Data2VecVisionForImageClassification,
+    DeiTConfig,
+    DeiTForImageClassification,
     Dinov2Config,
     Dinov2ForImageClassification,
     Dinov2WithRegistersConfig,
     Dinov2WithRegistersForImageClassification,
     IJepaConfig,
     IJepaForImageClassification,
+    ViTConfig,
+    ViTForImageClassification,
     ViTMSNConfig,
     ViTMSNForImageClassification,
 )
@@ -34,6 +38,8 @@ TINY_DINO = {key: value for key, value in TINY.items() if key != "intermediate_s
 
 #: name -> (stock class, config, backbone attribute, stock backbone class name, special tokens)
 ARCHITECTURES = {
+    "vit": (ViTForImageClassification, lambda: ViTConfig(**TINY), "vit", "ViTModel", 1),
+    "deit": (DeiTForImageClassification, lambda: DeiTConfig(**TINY), "deit", "DeiTModel", 2),
     "vit_msn": (ViTMSNForImageClassification, lambda: ViTMSNConfig(**TINY), "vit", "ViTMSNModel", 1),
     "dinov2": (Dinov2ForImageClassification, lambda: Dinov2Config(**TINY_DINO), "dinov2", "Dinov2Model", 1),
     "dinov2_registers": (Dinov2WithRegistersForImageClassification,
@@ -92,7 +98,7 @@ def reference_logits(name: str, stock: torch.nn.Module, pixel_values: torch.Tens
     attention_mask = torch.cat((torch.ones(len(keep), special), kept), dim=1)
     backbone = stock.beit if name == "data2vec" else getattr(stock, ARCHITECTURES[name][2])
     sequence = backbone(pixel_values, attention_mask=attention_mask).last_hidden_state
-    if name in ("vit_msn",):
+    if name in ("vit", "deit", "vit_msn"):
         return stock.classifier(sequence[:, 0])
     if name.startswith("dinov2"):
         return stock.classifier(torch.cat([sequence[:, 0], masked_mean(sequence[:, special:], kept)], dim=1))
