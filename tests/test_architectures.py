@@ -349,3 +349,17 @@ def test_two_methods_on_one_model_from_two_threads_equal_sequential_runs(tmp_pat
         assert explanation.order == expected[method].order
         torch.testing.assert_close(torch.tensor(explanation.scores), torch.tensor(expected[method].scores))
     assert explainer.model.config._attn_implementation == "sdpa"
+
+
+def test_larger_inputs_interpolate_positions_as_the_stock_class(arch):
+    name, path = arch
+    stock_class = ARCHITECTURES[name][0]
+    stock = stock_class.from_pretrained(path).eval()
+    ours = TOKEN_CLASSES[stock_class.__name__].from_pretrained(path).eval()
+    bigger = torch.randn(2, 3, 24, 24)
+    # DINOv2 always interpolates and takes no such argument.
+    kwargs = {} if name.startswith("dinov2") else {"interpolate_pos_encoding": True}
+    with torch.no_grad():
+        assert torch.equal(ours(bigger, **kwargs).logits, stock(bigger, **kwargs).logits)
+        subset = ours(bigger, embedding_mask=[[0, 35], [7, 20]], **kwargs).logits
+    assert subset.shape == (2, 5) and torch.isfinite(subset).all()
