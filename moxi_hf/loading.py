@@ -11,6 +11,7 @@ from transformers.utils import logging as hf_logging
 
 from .errors import MoXIError
 from .modeling import TOKEN_CLASSES, TokenRemovalClassifier
+from .modeling import TOKEN_MODEL_TYPES as _TOKEN_MODEL_CLASSES
 from .removal import PixelMasking, RemovalAdapter, TokenRemoval
 
 __all__ = [
@@ -24,25 +25,14 @@ __all__ = [
     "uses_token_removal",
 ]
 
-#: model_type -> the stock classifier its checkpoints are loaded as when ``architectures`` says nothing.
-_DEFAULT_TOKEN_CLASS = {
-    "vit": "ViTForImageClassification",
-    "deit": "DeiTForImageClassification",
-    "vit_msn": "ViTMSNForImageClassification",
-    "dinov2": "Dinov2ForImageClassification",
-    "dinov2_with_registers": "Dinov2WithRegistersForImageClassification",
-    "beit": "BeitForImageClassification",
-    "ijepa": "IJepaForImageClassification",
-    "data2vec-vision": "Data2VecVisionForImageClassification",
-}
-#: Model types whose attention class is fixed when the model is built: loaded with eager attention so
-#: attention-rollout gets attention weights.
-_EAGER_MODEL_TYPES = ("data2vec-vision",)
 #: Model types that get token removal.
-TOKEN_MODEL_TYPES = tuple(_DEFAULT_TOKEN_CLASS)
+TOKEN_MODEL_TYPES = tuple(_TOKEN_MODEL_CLASSES)
 MASKINGS = ("auto", "token", "pixel")
 #: Pixel-masking grid (players) for models without patch tokens (CNNs, Swin): 7×7 cells.
 DEFAULT_PIXEL_GRID = (7, 7)
+#: Model types whose attention class is fixed when the model is built: loaded with eager attention so
+#: attention-rollout gets attention weights.
+_EAGER_MODEL_TYPES = ("data2vec-vision",)
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
@@ -82,7 +72,7 @@ def _token_class(config) -> type[TokenRemovalClassifier]:
     for name in config.architectures or []:
         if name in TOKEN_CLASSES:
             return TOKEN_CLASSES[name]
-    return TOKEN_CLASSES[_DEFAULT_TOKEN_CLASS[config.model_type]]
+    return _TOKEN_MODEL_CLASSES[config.model_type]
 
 
 def uses_token_removal(model_type: str | None, masking: str) -> bool:

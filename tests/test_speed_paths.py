@@ -1,4 +1,4 @@
-"""The fast engine agrees with the original evaluation pattern (moxi_hf.naive): same orders in fp32, same values.
+"""The fast engine agrees with the original evaluation pattern (benchmarks/naive.py): same orders in fp32, same values.
 
 No timing here (scripts/benchmark.py measures speed); only agreement between the paths.
 """

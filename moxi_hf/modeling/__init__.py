@@ -2,7 +2,8 @@
 
 Each ``MoXI…`` class is its transformers parent plus ``forward(..., embedding_mask)``; parameter
 names are the parent's, so ``from_pretrained`` loads a stock checkpoint and ``save_pretrained``
-writes one the stock class loads. :data:`TOKEN_CLASSES` maps a stock class name to its MoXI class.
+writes one the stock class loads. :data:`TOKEN_CLASSES` maps a stock class name to its MoXI class:
+a new architecture is a small module plus one entry there.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "TokenRemovalModel",
     "TokenRemovalClassifier",
     "TOKEN_CLASSES",
+    "TOKEN_MODEL_TYPES",
     "MoXIViTModel",
     "MoXIViTForImageClassification",
     "MoXIDeiTModel",
@@ -84,11 +86,15 @@ TOKEN_CLASSES: dict[str, type[TokenRemovalClassifier]] = {
     "Data2VecVisionForImageClassification": MoXIData2VecVisionForImageClassification,
 }
 
+#: model_type -> the MoXI classifier for checkpoints whose ``architectures`` names none of the above.
+TOKEN_MODEL_TYPES: dict[str, type[TokenRemovalClassifier]] = {}
+for _moxi_class in TOKEN_CLASSES.values():
+    TOKEN_MODEL_TYPES.setdefault(_moxi_class.config_class.model_type, _moxi_class)
+
 # transformers renames transformers-4 checkpoint keys (``vit.encoder.layer.N...``) per backbone class
 # name; our backbones load the same checkpoints, so they get their parents' renamings.
-for _ours in (MoXIViTModel, MoXIDeiTModel, MoXIViTMSNModel, MoXIDinov2Model, MoXIDinov2WithRegistersModel,
-              MoXIBeitModel, MoXIIJepaModel):
-    _parent = next(base.__name__ for base in _ours.__mro__[1:] if base.__module__.startswith("transformers."))
+for _backbone in {moxi_class.backbone_class for moxi_class in TOKEN_CLASSES.values()}:
+    _parent = next(base.__name__ for base in _backbone.__mro__[1:] if base.__module__.startswith("transformers."))
     _mapping = get_checkpoint_conversion_mapping(_parent)
     if _mapping:
-        register_checkpoint_conversion_mapping(_ours.__name__, _mapping, overwrite=True)
+        register_checkpoint_conversion_mapping(_backbone.__name__, _mapping, overwrite=True)
