@@ -10,39 +10,21 @@ import torch
 from .errors import MoXIError
 from .explanation import Explanation
 from .images import ImageInput, check_pixel_values, preprocess
-from .loading import ExplainableModel, load_explainable_model, resolve_device, resolve_dtype, TOKEN_MODEL_TYPES
+from .loading import (
+    ExplainableModel,
+    build_adapter,
+    load_explainable_model,
+    resolve_device,
+    resolve_dtype,
+)
 from .methods import Method, get_method
 from .methods.base import check_curve
 from .metrics.curves import heatmap_from_order, measure_curves, patches_needed
-from .modeling import (
-    MoXIDeiTForImageClassification,
-    MoXIDeiTForImageClassificationWithTeacher,
-    MoXIViTForImageClassification,
-    _TokenRemovalClassifier,
-)
 from .players import Players
-from .removal import PixelMasking, RemovalAdapter, TokenRemoval
+from .removal import RemovalAdapter
 from .value import DEFAULT_MAX_TOKENS, ValueFunction, check_reward
 
 __all__ = ["Explainer"]
-
-
-def _as_token_model(model: torch.nn.Module) -> torch.nn.Module:
-    """A stock ViT/DeiT classifier rebuilt as its MoXI subclass (same parameter names, same weights)."""
-    if isinstance(model, _TokenRemovalClassifier):
-        return model
-    name = type(model).__name__
-    target = {
-        "ViTForImageClassification": MoXIViTForImageClassification,
-        "DeiTForImageClassification": MoXIDeiTForImageClassification,
-        "DeiTForImageClassificationWithTeacher": MoXIDeiTForImageClassificationWithTeacher,
-    }.get(name)
-    if target is None:
-        raise MoXIError(f"token masking needs a ViT/DeiT classifier with patch tokens, got {name}; use masking='pixel'")
-    converted = target(model.config)
-    converted.load_state_dict(model.state_dict())
-    parameter = next(model.parameters())
-    return converted.to(parameter.device, parameter.dtype).eval()
 
 
 class Explainer:
@@ -75,15 +57,7 @@ class Explainer:
         baseline: str = "zero",
     ):
         if adapter is None:
-            model_type = getattr(getattr(model, "config", None), "model_type", None)
-            if masking not in ("auto", "token", "pixel"):
-                raise MoXIError(f"unknown masking {masking!r}; choose one of auto, token, pixel")
-            if masking == "token" or (masking == "auto" and model_type in TOKEN_MODEL_TYPES):
-                model = _as_token_model(model)
-                adapter = TokenRemoval(model)
-            else:
-                grid = pixel_grid or (14, 14)
-                adapter = PixelMasking(model, (grid, grid) if isinstance(grid, int) else tuple(grid), baseline)
+            adapter = build_adapter(model, masking, pixel_grid, baseline, players_grid=players_grid)
         self.model = adapter.model
         self.model.eval()
         self.processor = processor
@@ -110,11 +84,11 @@ class Explainer:
         pixel_grid: int | tuple[int, int] | None = None,
         **from_pretrained_kwargs,
     ) -> Explainer:
-        """Load any HF image classifier (ViT/DeiT get token removal, others pixel masking)."""
+        """Load any HF image classifier (ViT-family models get token removal, others pixel masking)."""
         check_reward(reward)
         loaded: ExplainableModel = load_explainable_model(
             path_or_id, masking=masking, dtype=resolve_dtype(dtype), device=resolve_device(device),
-            grid=pixel_grid, baseline=baseline, **from_pretrained_kwargs,
+            grid=pixel_grid, baseline=baseline, players_grid=players_grid, **from_pretrained_kwargs,
         )
         return cls(loaded.model, loaded.processor, loaded.adapter, reward=reward, players_grid=players_grid,
                    max_batch_size=max_batch_size, max_tokens=max_tokens, name=loaded.name)

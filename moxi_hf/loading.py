@@ -10,20 +10,30 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 from transformers.utils import logging as hf_logging
 
 from .errors import MoXIError
-from .modeling import (
-    MoXIDeiTForImageClassification,
-    MoXIDeiTForImageClassificationWithTeacher,
-    MoXIViTForImageClassification,
-)
+from .modeling import TOKEN_CLASSES, TokenRemovalClassifier
+from .modeling import TOKEN_MODEL_TYPES as _TOKEN_MODEL_CLASSES
 from .removal import PixelMasking, RemovalAdapter, TokenRemoval
 from .sources import resolve_model_source
 
-__all__ = ["ExplainableModel", "load_explainable_model", "TOKEN_MODEL_TYPES", "resolve_dtype", "DEFAULT_PIXEL_GRID"]
+__all__ = [
+    "ExplainableModel",
+    "load_explainable_model",
+    "TOKEN_MODEL_TYPES",
+    "resolve_dtype",
+    "DEFAULT_PIXEL_GRID",
+    "as_token_model",
+    "build_adapter",
+    "uses_token_removal",
+]
 
-TOKEN_MODEL_TYPES = ("vit", "deit")
+#: Model types that get token removal.
+TOKEN_MODEL_TYPES = tuple(_TOKEN_MODEL_CLASSES)
 MASKINGS = ("auto", "token", "pixel")
-#: Pixel-masking grid for models without patches: 14×14 cells, as ViT-B/16 at 224 px.
-DEFAULT_PIXEL_GRID = (14, 14)
+#: Pixel-masking grid (players) for models without patch tokens (CNNs, Swin): 7×7 cells.
+DEFAULT_PIXEL_GRID = (7, 7)
+#: Model types whose attention class is fixed when the model is built: loaded with eager attention so
+#: attention-rollout gets attention weights.
+_EAGER_MODEL_TYPES = ("data2vec-vision",)
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
@@ -59,13 +69,84 @@ class ExplainableModel:
         return iter((self.model, self.processor, self.adapter))
 
 
-def _token_class(config) -> type:
-    architectures = config.architectures or []
-    if config.model_type == "deit":
-        if any("WithTeacher" in name for name in architectures):
-            return MoXIDeiTForImageClassificationWithTeacher
-        return MoXIDeiTForImageClassification
-    return MoXIViTForImageClassification
+def _token_class(config) -> type[TokenRemovalClassifier]:
+    for name in config.architectures or []:
+        if name in TOKEN_CLASSES:
+            return TOKEN_CLASSES[name]
+    return _TOKEN_MODEL_CLASSES[config.model_type]
+
+
+def uses_token_removal(model_type: str | None, masking: str) -> bool:
+    """The one masking decision: token removal for ViT-family models (auto/token), pixel masking otherwise.
+
+    Raises :class:`MoXIError` for an unknown ``masking`` or ``"token"`` on a model without patch tokens.
+    """
+    if masking not in MASKINGS:
+        raise MoXIError(f"unknown masking {masking!r}; choose one of {', '.join(MASKINGS)}")
+    has_tokens = model_type in TOKEN_MODEL_TYPES
+    if masking == "token" and not has_tokens:
+        raise MoXIError(
+            f"token masking needs a model with patch tokens, a ViT-family one ({', '.join(TOKEN_MODEL_TYPES)}), "
+            f"got a {model_type!r} model; use masking='pixel'"
+        )
+    return has_tokens and masking != "pixel"
+
+
+def as_token_model(model: torch.nn.Module) -> TokenRemovalClassifier:
+    """A stock ViT-family classifier rebuilt as its MoXI subclass (same parameter names, same weights)."""
+    if isinstance(model, TokenRemovalClassifier):
+        return model
+    target = TOKEN_CLASSES.get(type(model).__name__)
+    if target is None:
+        raise MoXIError(
+            f"token masking needs a ViT-family classifier with patch tokens, got {type(model).__name__}; "
+            "use masking='pixel'"
+        )
+    converted = target(model.config)
+    converted.load_state_dict(model.state_dict())
+    parameter = next(model.parameters())
+    return converted.to(parameter.device, parameter.dtype).eval()
+
+
+def _pair(grid: int | tuple[int, int]) -> tuple[int, int]:
+    return (grid, grid) if isinstance(grid, int) else (int(grid[0]), int(grid[1]))
+
+
+def build_adapter(
+    model: torch.nn.Module,
+    masking: str = "auto",
+    grid: int | tuple[int, int] | None = None,
+    baseline: str = "zero",
+    image_size: tuple[int, int] | None = None,
+    interpolate_pos_encoding: bool = False,
+    players_grid: int | tuple[int, int] | None = None,
+) -> RemovalAdapter:
+    """The removal adapter for an already loaded model (token removal or pixel masking, see :func:`uses_token_removal`).
+
+    ``grid`` is the pixel-masking cell grid (default: the patch grid of a ViT-family model, else
+    ``players_grid`` when given, else :data:`DEFAULT_PIXEL_GRID`); token removal always works on the
+    patch grid.
+    """
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if uses_token_removal(model_type, masking) or (masking == "token" and isinstance(model, TokenRemovalClassifier)):
+        adapter = TokenRemoval(as_token_model(model), interpolate_pos_encoding=interpolate_pos_encoding,
+                               image_size=image_size)
+        if grid is not None and _pair(grid) != adapter.grid:
+            raise MoXIError(
+                f"token removal works on the model's {adapter.grid[0]}x{adapter.grid[1]} patch grid; "
+                "use players_grid for coarser players"
+            )
+        return adapter
+    if grid is None:
+        config = getattr(model, "config", None)
+        patch = getattr(config, "patch_size", None)
+        if image_size is None and isinstance(getattr(config, "image_size", None), int):
+            image_size = _pair(config.image_size)
+        if model_type in TOKEN_MODEL_TYPES and image_size and isinstance(patch, int):
+            grid = (image_size[0] // patch, image_size[1] // patch)
+        else:
+            grid = players_grid or DEFAULT_PIXEL_GRID
+    return PixelMasking(model, _pair(grid), baseline=baseline)
 
 
 def _image_size(processor, config) -> tuple[int, int] | None:
@@ -87,13 +168,15 @@ def load_explainable_model(
     grid: int | tuple[int, int] | None = None,
     baseline: str = "zero",
     attn_implementation: str = "sdpa",
+    players_grid: int | tuple[int, int] | None = None,
     **from_pretrained_kwargs,
 ) -> ExplainableModel:
     """Load a classifier from a local folder or a Hub id and pick its removal adapter.
 
-    ``masking="auto"`` uses token removal for ViT/DeiT checkpoints and pixel masking for every
-    other classifier; ``"token"`` on a model without patch tokens is an error. ``grid`` is the
-    pixel-masking cell grid (default: the model's patch grid, or 14×14 for models without patches).
+    ``masking="auto"`` uses token removal for ViT-family checkpoints (:data:`TOKEN_MODEL_TYPES`) and
+    pixel masking for every other classifier; ``"token"`` on a model without patch tokens is an
+    error. ``grid`` is the pixel-masking cell grid (default: a ViT's patch grid, or
+    :data:`DEFAULT_PIXEL_GRID` for models without patch tokens, or ``players_grid`` when given).
     """
     if masking not in MASKINGS:
         raise MoXIError(f"unknown masking {masking!r}; choose one of {', '.join(MASKINGS)}")
@@ -104,16 +187,11 @@ def load_explainable_model(
         config = AutoConfig.from_pretrained(name, **from_pretrained_kwargs)
     except Exception as error:  # noqa: BLE001 - transformers raises many kinds here
         raise MoXIError(f"could not load a model config from {name!r}: {error}") from None
-    has_tokens = config.model_type in TOKEN_MODEL_TYPES
-    if masking == "token" and not has_tokens:
-        raise MoXIError(
-            f"token masking needs a model with patch tokens (ViT or DeiT), but {name!r} is a "
-            f"{config.model_type!r} model; use masking='pixel'"
-        )
-    use_tokens = has_tokens and masking in ("auto", "token")
+    use_tokens = uses_token_removal(config.model_type, masking)
     kwargs = dict(from_pretrained_kwargs)
     if use_tokens:
-        kwargs.setdefault("attn_implementation", attn_implementation)
+        eager = config.model_type in _EAGER_MODEL_TYPES
+        kwargs.setdefault("attn_implementation", "eager" if eager else attn_implementation)
     try:
         if use_tokens:
             model = _token_class(config).from_pretrained(name, dtype=dtype, **kwargs)
@@ -128,23 +206,10 @@ def load_explainable_model(
         processor = _load_processor(name, from_pretrained_kwargs)
     except Exception as error:  # noqa: BLE001
         raise MoXIError(f"could not load the image processor of {name!r}: {error}") from None
-    if use_tokens:
-        size = _image_size(processor, config)
-        config_size = (config.image_size, config.image_size) if isinstance(config.image_size, int) else None
-        interpolate = size is not None and config_size is not None and size != config_size
-        adapter: RemovalAdapter = TokenRemoval(model, interpolate_pos_encoding=interpolate, image_size=size)
-        if grid is not None and tuple(grid if not isinstance(grid, int) else (grid, grid)) != adapter.grid:
-            raise MoXIError(
-                f"token removal works on the model's {adapter.grid[0]}x{adapter.grid[1]} patch grid; "
-                "use players_grid for coarser players"
-            )
-    else:
-        if grid is None:
-            patch = getattr(config, "patch_size", None)
-            size = _image_size(processor, config)
-            grid = (size[0] // patch, size[1] // patch) if isinstance(patch, int) and size else DEFAULT_PIXEL_GRID
-        grid = (grid, grid) if isinstance(grid, int) else tuple(grid)
-        adapter = PixelMasking(model, grid, baseline=baseline)
+    size = _image_size(processor, config)
+    config_size = _pair(config.image_size) if isinstance(getattr(config, "image_size", None), int) else None
+    interpolate = use_tokens and size is not None and config_size is not None and size != config_size
+    adapter = build_adapter(model, masking, grid, baseline, size, interpolate, players_grid)
     return ExplainableModel(model, processor, adapter, name)
 
 

@@ -7,7 +7,7 @@ a freshly initialised head does not do) explains a few synthetic images (noise, 
 gradient, checkerboard) at 128 px (64 patches) and 224 px (196 patches) with MoXI insertion /
 deletion and self-context Shapley insertion / deletion, three ways:
 
-- ``naive``: :class:`moxi_hf.naive.NaiveMoXI`, the original evaluation pattern (fp32, eager
+- ``naive``: :class:`benchmarks.naive.NaiveMoXI`, the original evaluation pattern (fp32, eager
   attention, all N candidates per step, patch projection per coalition, Python-loop removal,
   one image at a time);
 - ``fp32`` and ``bf16``: :class:`moxi_hf.methods.MoXI` / self-Shapley on the value function,
@@ -26,6 +26,7 @@ means the timing was disturbed).
 Usage::
 
     python scripts/benchmark.py --quick                  # 128 px only, a few minutes on 2 cores
+    python scripts/benchmark.py --quick --arch dinov2    # the same for another token architecture
     python scripts/benchmark.py --naive-images 1 --json benchmark.json   # 128 + 224 px, ~30 min
 """
 
@@ -45,30 +46,53 @@ from pathlib import Path
 
 import torch
 
-try:
-    import moxi_hf  # noqa: F401
-except ImportError:  # running from a checkout without installing it
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The naive baseline lives in benchmarks/ at the repository root, outside the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transformers import ViTConfig
+from transformers import (  # noqa: E402
+    BeitConfig,
+    Data2VecVisionConfig,
+    DeiTConfig,
+    Dinov2Config,
+    Dinov2WithRegistersConfig,
+    IJepaConfig,
+    ViTConfig,
+    ViTMSNConfig,
+)
 
-from moxi_hf import MoXIViTForImageClassification, TokenRemoval, ValueFunction, auc, get_method, measure_curves
-from moxi_hf.naive import NaiveMoXI
+from benchmarks.naive import NaiveMoXI  # noqa: E402
+from moxi_hf import TokenRemoval, ValueFunction, auc, get_method, measure_curves  # noqa: E402
+from moxi_hf.modeling import TOKEN_CLASSES, TokenRemovalClassifier  # noqa: E402
 
 CASES = (("moxi", "insertion"), ("moxi", "deletion"), ("self-shapley", "insertion"), ("self-shapley", "deletion"))
 IMAGE_KINDS = ("blobs", "noise", "stripes", "gradient", "checkerboard")
-TINY = dict(patch_size=16, hidden_size=192, num_hidden_layers=12, num_attention_heads=3, intermediate_size=768,
-            num_labels=10, num_channels=3)
+TINY = dict(patch_size=16, hidden_size=192, num_hidden_layers=12, num_attention_heads=3, num_labels=10,
+            num_channels=3)
+#: --arch choices: (config class, extra config arguments, stock classifier name). Same ViT-Tiny sizes for all.
+ARCHITECTURES = {
+    "vit": (ViTConfig, {"intermediate_size": 768}, "ViTForImageClassification"),
+    "deit": (DeiTConfig, {"intermediate_size": 768}, "DeiTForImageClassification"),
+    "vit_msn": (ViTMSNConfig, {"intermediate_size": 768}, "ViTMSNForImageClassification"),
+    "dinov2": (Dinov2Config, {"mlp_ratio": 4}, "Dinov2ForImageClassification"),
+    "dinov2_with_registers": (Dinov2WithRegistersConfig, {"mlp_ratio": 4, "num_register_tokens": 4},
+                              "Dinov2WithRegistersForImageClassification"),
+    "beit": (BeitConfig, {"intermediate_size": 768, "use_relative_position_bias": True, "use_mean_pooling": True},
+             "BeitForImageClassification"),
+    "data2vec-vision": (Data2VecVisionConfig, {"intermediate_size": 768, "use_relative_position_bias": True,
+                                                "use_mean_pooling": True}, "Data2VecVisionForImageClassification"),
+    "ijepa": (IJepaConfig, {"intermediate_size": 768}, "IJepaForImageClassification"),
+}
 
 
 # ------------------------------------------------------------------------------------------ inputs
 
-def make_model(image_size: int, head_scale: float, seed: int = 0) -> MoXIViTForImageClassification:
-    """A random ViT-Tiny-sized MoXI classifier (fp32, eval, SDPA attention)."""
+def make_model(image_size: int, head_scale: float, seed: int = 0, arch: str = "vit") -> TokenRemovalClassifier:
+    """A random ViT-Tiny-sized MoXI classifier of architecture ``arch`` (fp32, eval, SDPA attention)."""
     torch.manual_seed(seed)
-    config = ViTConfig(image_size=image_size, **TINY)
-    config._attn_implementation = "sdpa"
-    model = MoXIViTForImageClassification(config).eval()
+    config_class, extra, stock_name = ARCHITECTURES[arch]
+    config = config_class(image_size=image_size, **TINY, **extra)
+    config._attn_implementation = "eager" if arch == "data2vec-vision" else "sdpa"
+    model = TOKEN_CLASSES[stock_name](config).eval()
     with torch.no_grad():
         model.classifier.weight.mul_(head_scale)
     return model
@@ -111,7 +135,8 @@ def sequence_flops(length: int, config: ViTConfig, last_queries: int | None = No
     many tokens (the fast engine: the special tokens); None = all tokens (the model's forward).
     ``patch_tokens``: patches projected from pixels for this sequence (the naive pattern).
     """
-    d, m, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    d, layers = config.hidden_size, config.num_hidden_layers
+    m = getattr(config, "intermediate_size", None) or int(d * config.mlp_ratio)
     per_layer = length * (8 * d * d + 4 * d * m) + 4 * length * length * d
     total = (layers - 1) * per_layer
     if last_queries is None:
@@ -364,7 +389,7 @@ def measure(spec: dict) -> dict:
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
-    model = make_model(spec["size"], spec["head_scale"]).to(device)
+    model = make_model(spec["size"], spec["head_scale"], arch=spec["arch"]).to(device)
     pixel_values = make_images(spec["images"], spec["size"])
     labels = TokenRemoval(model).full_logits(pixel_values.to(device)).argmax(dim=1).cpu()
     method, curve = spec["method"], spec["curve"]
@@ -393,7 +418,7 @@ def measure_isolated(spec: dict, isolate: bool) -> dict:
 
 
 def benchmark_size(size: int, args, device: torch.device, rates: dict[str, float]) -> list[Row]:
-    model = make_model(size, args.head_scale).to(device)
+    model = make_model(size, args.head_scale, arch=args.arch).to(device)
     config = model.config
     n = (size // config.patch_size) ** 2
     pixel_values = make_images(args.images, size)
@@ -408,7 +433,7 @@ def benchmark_size(size: int, args, device: torch.device, rates: dict[str, float
         label = f"{size} px {method} {curve}"
         results: dict[str, dict] = {}
         for mode in modes:
-            spec = dict(size=size, head_scale=args.head_scale, images=args.images, naive_images=naive_images,
+            spec = dict(size=size, arch=args.arch, head_scale=args.head_scale, images=args.images, naive_images=naive_images,
                         mode=mode, method=method, curve=curve, device=str(device), threads=args.threads)
             results[mode] = out = measure_isolated(spec, not args.in_process)
             per_image = out["seconds"] / out["images"]
@@ -466,6 +491,8 @@ def format_table(rows: list[Row], size: int, header: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="128 px only")
+    parser.add_argument("--arch", choices=tuple(ARCHITECTURES), default="vit",
+                        help="architecture of the random ViT-Tiny-sized model (default: vit)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 224], help="image sizes (px), patch 16")
     parser.add_argument("--images", type=int, default=2, help="benchmark images (≥ 2 exercises cross-image batching)")
     parser.add_argument("--naive-images", type=int, default=None,
@@ -513,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         n = (size // 16) ** 2
         count = naive_image_count(size, args)
         naive_note = f"naive on {count} image(s)" if count else "naive skipped (--skip-naive-224)"
-        header = (f"**{size} px ({n} patches)**, {args.images} images, {machine['threads']} threads, {device}; "
+        header = (f"**{args.arch}, {size} px ({n} patches)**, {args.images} images, {machine['threads']} threads, {device}; "
                   f"{naive_note}; matmul fp32 {rates['fp32']:.0f} / bf16 {rates['bf16']:.0f} GFLOP/s")
         tables.append(format_table(rows, size, header))
     print("\n" + "\n\n".join(tables))

@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import ViTForImageClassification
 
+from benchmarks.naive import brute_force_greedy
 from moxi_hf import Explainer, MoXIError, ValueFunction, get_method, load_explainable_model
 from moxi_hf.methods.attention_rollout import rollout
 from moxi_hf.methods.full_shapley import sample_contexts
@@ -59,28 +60,6 @@ def test_moxi_finds_an_interacting_pair_that_self_shapley_misses():
     self_shapley = get_method("self-shapley").attribute(ToyGame(game, 6), "insertion").order[0].tolist()
     assert self_shapley[-1] == 2  # alone, player 2 is the worst
     assert moxi[:3] == [1, 3, 2]  # once 3 is in, 2 completes the pair
-
-
-def brute_force_greedy(game: ValueFunction, curve: str) -> list[int]:
-    """The greedy of DESIGN.md written plainly: every candidate evaluated on its own."""
-    n = game.n_players
-    present = set() if curve == "insertion" else set(range(n))
-    order = []
-    for _ in range(n):
-        best, best_value = None, None
-        for player in range(n):
-            if (player in present) == (curve == "insertion"):
-                continue
-            coalition = present | {player} if curve == "insertion" else present - {player}
-            mask = torch.zeros(1, n, dtype=torch.bool)
-            mask[0, list(coalition)] = True
-            value = float(game(mask)[0])
-            better = best_value is None or (value > best_value if curve == "insertion" else value < best_value)
-            if better:
-                best, best_value = player, value
-        order.append(best)
-        present = present | {best} if curve == "insertion" else present - {best}
-    return order
 
 
 @pytest.mark.parametrize("curve", ["insertion", "deletion"])

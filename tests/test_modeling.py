@@ -104,6 +104,10 @@ def test_bool_and_index_forms_agree(vit_dir, pixel_values):
         (torch.tensor([[True] * 16, [False] * 16, [True] * 16]), "same number"),
         (torch.tensor([[0.0, 1.0]] * 3), "integer indices or booleans"),
         (torch.zeros(3, 2, 2, dtype=torch.long), "2-D"),
+        ([[0.5, 5.9]] * 3, "integer"),
+        ([0, 1, 2], "2-D"),
+        ([[0, "a"]] * 3, "integer"),
+        ([[True, False]] * 3, "one column per patch"),
     ],
 )
 def test_bad_embedding_mask_raises_value_error(vit_dir, pixel_values, mask, message):
@@ -173,3 +177,20 @@ def test_output_attentions_with_eager(vit_dir, pixel_values):
     assert len(outputs.attentions) == 2
     assert outputs.attentions[0].shape == (3, 2, 4, 4)
     assert len(outputs.hidden_states) == 3
+
+
+def test_a_list_of_booleans_is_a_keep_mask(vit_dir, pixel_values):
+    ours = MoXIViTForImageClassification.from_pretrained(vit_dir).eval()
+    rows = [[index in (1, 5, 9) for index in range(16)] for _ in range(3)]
+    with torch.no_grad():
+        from_bools = ours(pixel_values, embedding_mask=rows).logits
+        from_indices = ours(pixel_values, embedding_mask=[[1, 5, 9]] * 3).logits
+    assert torch.equal(from_bools, from_indices)
+
+
+def test_a_one_dimensional_mask_is_refused_even_for_one_image(vit_dir, pixel_values):
+    ours = MoXIViTForImageClassification.from_pretrained(vit_dir).eval()
+    with pytest.raises(ValueError, match=r"for a single image write \[\[\.\.\.\]\]"):
+        ours(pixel_values[:1], embedding_mask=[0, 1, 2])
+    with pytest.raises(ValueError, match="2-D"):
+        ours(pixel_values[:1], embedding_mask=torch.tensor([0, 1, 2]))

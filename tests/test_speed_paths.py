@@ -1,14 +1,17 @@
-"""The fast engine agrees with the original evaluation pattern (moxi_hf.naive): same orders in fp32, same values.
+"""The fast engine agrees with the original evaluation pattern (benchmarks/naive.py): same orders in fp32, same values.
 
 No timing here (scripts/benchmark.py measures speed); only agreement between the paths.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from transformers import DeiTConfig, ViTConfig
 
+from benchmarks.naive import NaiveMoXI
 from moxi_hf import (
     MoXIDeiTForImageClassification,
     MoXIDeiTForImageClassificationWithTeacher,
@@ -17,9 +20,8 @@ from moxi_hf import (
     ValueFunction,
     get_method,
 )
+from moxi_hf.engine import FastEncoder, fast_encoder
 from moxi_hf.metrics.curves import curve_coalitions
-from moxi_hf.naive import NaiveMoXI
-from moxi_hf.removal import _FastEncoder
 from moxi_hf.value import _even_chunk
 
 SMALL = dict(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -116,9 +118,10 @@ def test_fast_encoder_equals_model_forward(cls, config_cls):
     torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5)
     for fused in (True, False):
         for matmul_up_to in (0, 1000):  # SDPA, or matmul-softmax-matmul attention
-            prepared.encoder.fused = fused
-            prepared.encoder.matmul_attention_max_length = matmul_up_to
-            logits = adapter.logits(prepared, torch.arange(3), keep)
+            encoder = FastEncoder.build(model)  # a private one: the cached engine is shared
+            encoder.fused = fused
+            encoder.matmul_attention_max_length = matmul_up_to
+            logits = adapter.logits(dataclasses.replace(prepared, encoder=encoder), torch.arange(3), keep)
             torch.testing.assert_close(logits, reference, atol=1e-5, rtol=1e-5)
     adapter.fast = False
     slow = adapter.prepare(pixel_values)
@@ -141,9 +144,9 @@ def test_fast_encoder_bf16_close_to_fp32(model, images):
 
 def test_fast_encoder_falls_back_in_training_mode(images):
     model = small_model().train()
-    assert _FastEncoder.build(model) is None
+    assert FastEncoder.build(model) is None
     model.eval()
-    assert _FastEncoder.build(model) is not None
+    assert FastEncoder.build(model) is not None
 
 
 def test_chunking_and_memory_budget_do_not_change_values(model, images):
@@ -162,3 +165,66 @@ def test_even_chunks():
     assert _even_chunk(128, 128) == 128
     assert _even_chunk(5, 2) == 2
     assert _even_chunk(3, 100) == 3
+
+
+def test_fast_encoder_is_built_once_and_rebuilt_when_weights_change(images):
+    model = small_model()
+    first = fast_encoder(model)
+    assert first is not None and fast_encoder(model) is first
+    assert TokenRemoval(model).prepare(images).encoder is first  # shared by every adapter/value function
+    keep = torch.ones(1, 16, dtype=torch.bool)
+    before = TokenRemoval(model).logits(TokenRemoval(model).prepare(images[:1]), torch.tensor([0]), keep)
+    with torch.no_grad():
+        model.classifier.bias.add_(1.0)  # in place: same storage, new version
+    rebuilt = fast_encoder(model)
+    assert rebuilt is not first
+    after = TokenRemoval(model).logits(TokenRemoval(model).prepare(images[:1]), torch.tensor([0]), keep)
+    torch.testing.assert_close(after, before + 1.0, atol=1e-5, rtol=1e-5)
+    model.to(torch.bfloat16)
+    assert fast_encoder(model) is not rebuilt
+
+
+def _tiny_token_model(arch: str):
+    from transformers import (
+        BeitConfig,
+        Data2VecVisionConfig,
+        Dinov2WithRegistersConfig,
+        IJepaConfig,
+        ViTMSNConfig,
+    )
+
+    from moxi_hf.modeling import (
+        MoXIBeitForImageClassification,
+        MoXIData2VecVisionForImageClassification,
+        MoXIDinov2WithRegistersForImageClassification,
+        MoXIIJepaForImageClassification,
+        MoXIViTMSNForImageClassification,
+    )
+
+    base = {key: value for key, value in SMALL.items() if key != "intermediate_size"}
+    return {
+        "vit_msn": (MoXIViTMSNForImageClassification, ViTMSNConfig, {"intermediate_size": 64}),
+        "dinov2_with_registers": (MoXIDinov2WithRegistersForImageClassification, Dinov2WithRegistersConfig,
+                                  {"mlp_ratio": 2, "num_register_tokens": 2}),
+        "beit": (MoXIBeitForImageClassification, BeitConfig,
+                 {"intermediate_size": 64, "use_relative_position_bias": True, "use_mean_pooling": True}),
+        "data2vec": (MoXIData2VecVisionForImageClassification, Data2VecVisionConfig,
+                     {"intermediate_size": 64, "use_relative_position_bias": True, "use_mean_pooling": True}),
+        "ijepa": (MoXIIJepaForImageClassification, IJepaConfig, {"intermediate_size": 64}),
+    }[arch], base
+
+
+@pytest.mark.parametrize("arch", ["vit_msn", "dinov2_with_registers", "beit", "data2vec", "ijepa"])
+def test_other_architectures_orders_equal_naive(arch, images):
+    (cls, config_cls, extra), base = _tiny_token_model(arch)
+    torch.manual_seed(0)
+    model = cls(config_cls(**base, **extra, initializer_range=0.2)).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(5)
+    # ViT-MSN has ViT's layers: the fused engine covers it; the others fall back to the model's own layers.
+    assert (fast_encoder(model) is not None) == (arch == "vit_msn")
+    labels = predicted(model, images[:1])
+    for method in ("moxi", "self-shapley"):
+        fast = get_method(method).attribute(ValueFunction(TokenRemoval(model), images[:1], labels), "insertion")
+        naive = getattr(NaiveMoXI(model), method.replace("-", "_"))(images[:1], labels, "insertion")
+        assert torch.equal(fast.order, naive.order)

@@ -62,7 +62,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     model.add_argument("--num-samples", type=positive_int, default=200, metavar="N",
                        help="full-shapley: Monte Carlo samples per player (default: 200)")
     model.add_argument("--masking", choices=("auto", "token", "pixel"), default="auto",
-                       help="token removal (ViT/DeiT) or pixel masking (any classifier) (default: auto)")
+                       help="token removal (ViT family) or pixel masking (any classifier) (default: auto)")
     model.add_argument("--reward", choices=("log-odds", "log-prob", "logit"), default="log-odds",
                        help="value of a coalition (default: log-odds)")
     model.add_argument("--players-grid", type=positive_int, metavar="G",

@@ -54,7 +54,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--label", type=int, metavar="INT",
                        help="class index to explain for every image (default: the model's prediction)")
     group.add_argument("--masking", choices=MASKINGS, default="auto",
-                       help="token removal (ViT/DeiT) or pixel masking (any classifier); auto picks (default: auto)")
+                       help="token removal (ViT family) or pixel masking (any classifier); auto picks (default: auto)")
     group.add_argument("--reward", choices=REWARD_CHOICES, default="log-odds",
                        help="value of a coalition from the label's logit (default: log-odds)")
     group.add_argument("--players-grid", type=positive_int, metavar="G",

@@ -1,6 +1,8 @@
-"""Attention rollout baseline (ViT/DeiT only)."""
+"""Attention rollout baseline (ViT-family token models)."""
 
 from __future__ import annotations
+
+import copy
 
 import torch
 
@@ -9,7 +11,7 @@ from ..removal import TokenRemoval
 from ..value import ValueFunction
 from .base import Attribution, Method, check_curve, order_by_score, register_method
 
-__all__ = ["AttentionRollout", "rollout"]
+__all__ = ["AttentionRollout", "rollout", "eager_view"]
 
 
 def rollout(attentions: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -23,9 +25,26 @@ def rollout(attentions: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.
     return result
 
 
+def eager_view(model: torch.nn.Module) -> torch.nn.Module:
+    """The same model (parameters and buffers shared, not copied) with its own config set to eager attention.
+
+    SDPA returns no attention weights; switching the shared model's implementation would change
+    it for every other caller (threads included), so rollout runs on this view instead.
+    """
+    memo = {id(tensor): tensor for tensor in (*model.parameters(), *model.buffers())}
+    view = copy.deepcopy(model, memo)
+    view.set_attn_implementation("eager")
+    return view
+
+
 @register_method
 class AttentionRollout(Method):
-    """Score of a patch = the CLS row of the rolled-out attention at that patch (needs eager attention)."""
+    """Score of a patch = the CLS row of the rolled-out attention at that patch.
+
+    Registers and DeiT's distillation token are special tokens: their columns are dropped. For
+    a model without a CLS token (I-JEPA, whose head averages all tokens) the score is the mean of
+    all rows of the rollout: the attention flow into the averaged output.
+    """
 
     name = "attention-rollout"
     depends_on_curve = False
@@ -34,18 +53,17 @@ class AttentionRollout(Method):
         check_curve(curve)
         adapter = game.adapter
         if not isinstance(adapter, TokenRemoval):
-            raise MoXIError("attention-rollout needs a ViT/DeiT model (token masking); this model has no attention maps")
-        model = adapter.model
-        previous = model.config._attn_implementation
-        model.set_attn_implementation("eager")  # SDPA returns no attention weights
-        try:
-            with torch.no_grad():
-                pixel_values = game.pixel_values.to(adapter.device, adapter.dtype)
-                outputs = model(pixel_values=pixel_values, output_attentions=True, **adapter.forward_kwargs)
-        finally:
-            model.set_attn_implementation(previous)
+            raise MoXIError(
+                "attention-rollout needs a ViT/DeiT-family model (token masking); this model has no attention maps"
+            )
+        model = eager_view(adapter.model)
+        with torch.no_grad():
+            pixel_values = game.pixel_values.to(adapter.device, adapter.dtype)
+            outputs = model(pixel_values=pixel_values, output_attentions=True, **adapter.forward_kwargs)
         if not outputs.attentions:
             raise MoXIError(f"{type(model).__name__} returned no attention weights")
-        cls_row = rollout(outputs.attentions)[:, 0, adapter.num_special_tokens :].cpu()
-        scores = game.players.from_patch_scores(cls_row)
+        special = adapter.num_special_tokens
+        joint = rollout(outputs.attentions)
+        rows = joint[:, 0, special:] if special else joint.mean(dim=1)
+        scores = game.players.from_patch_scores(rows.cpu())
         return Attribution(order_by_score(scores), scores)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -31,6 +31,7 @@ class Attribution:
     p(label) and the predicted class after k = 0..K players of ``order`` were inserted/deleted,
     when the method measured them on its way (MoXI does); otherwise None. ``lengths`` (B,),
     when set, says how many entries of each row of ``order`` are valid (early stop).
+    ``settings``: choices the method made on its own that a run should record (e.g. Grad-CAM's layer).
     """
 
     order: torch.Tensor
@@ -38,6 +39,7 @@ class Attribution:
     curve_probabilities: torch.Tensor | None = None
     curve_predictions: torch.Tensor | None = None
     lengths: torch.Tensor | None = None
+    settings: dict = field(default_factory=dict)
 
 
 def order_by_score(scores: torch.Tensor, descending: bool = True) -> torch.Tensor:

@@ -1,6 +1,9 @@
-"""Grad-CAM and Grad-CAM++ baselines, on ViT/DeiT tokens or on a CNN's last feature map."""
+"""Grad-CAM and Grad-CAM++ baselines, on a ViT-family model's tokens or on a CNN/Swin's last feature map."""
 
 from __future__ import annotations
+
+import math
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -10,17 +13,43 @@ from ..removal import TokenRemoval
 from ..value import ValueFunction
 from .base import Attribution, Method, check_curve, order_by_score, register_method
 
-__all__ = ["GradCAM", "GradCAMPlusPlus", "cam_activations"]
+__all__ = ["GradCAM", "GradCAMPlusPlus", "cam_activations", "cam_layer"]
+
+
+def _is_feature_map(module: torch.nn.Module, output: object) -> bool:
+    """A (B, C, H, W) map with H·W > 1, or a LayerNorm's (B, L, C) tokens on a square grid (Swin's last stage)."""
+    if not torch.is_tensor(output):
+        return False
+    if output.ndim == 4 and not isinstance(module, torch.nn.LayerNorm):
+        return output.shape[-1] * output.shape[-2] > 1
+    if output.ndim == 3 and isinstance(module, torch.nn.LayerNorm):
+        side = math.isqrt(output.shape[1])
+        return output.shape[1] > 1 and side * side == output.shape[1]
+    return False
+
+
+def _as_map(tokens: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) unchanged; (B, L, C) tokens on a square grid -> (B, C, √L, √L)."""
+    if tokens.ndim == 4:
+        return tokens
+    side = math.isqrt(tokens.shape[1])
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
 
 
 def _last_feature_map_module(model: torch.nn.Module, pixel_values: torch.Tensor) -> torch.nn.Module:
-    """The last module (in execution order) whose output is a spatial (B, C, H, W) map, H·W > 1: a CNN's last stage."""
+    """The last module (in execution order) whose output is a spatial (B, C, H, W) map, H·W > 1.
+
+    For a CNN this is its last stage; for Swin-like models, whose stages output token sequences,
+    the last 4-D map is the reshaped output of the last stage when the model exposes one.
+    """
     seen: list[torch.nn.Module] = []
-    hooks = [
-        module.register_forward_hook(lambda m, i, o: seen.append(m) if torch.is_tensor(o) and o.ndim == 4 and o.shape[-1] * o.shape[-2] > 1 else None)
-        for module in model.modules()
-        if module is not model
-    ]
+    caller = threading.get_ident()
+
+    def record(module, inputs, output):
+        if threading.get_ident() == caller and _is_feature_map(module, output):
+            seen.append(module)
+
+    hooks = [module.register_forward_hook(record) for module in model.modules() if module is not model]
     try:
         with torch.no_grad():
             model(pixel_values=pixel_values[:1])
@@ -32,43 +61,58 @@ def _last_feature_map_module(model: torch.nn.Module, pixel_values: torch.Tensor)
     return seen[-1]
 
 
-def cam_activations(game: ValueFunction) -> tuple[torch.Tensor, torch.Tensor]:
-    """Activations A and gradients G = ∂z_y/∂A of the CAM layer, as (B, N, D) over the patch grid.
+def cam_layer(adapter, pixel_values: torch.Tensor) -> tuple[torch.nn.Module, str]:
+    """The layer Grad-CAM reads and its qualified name in the model.
 
-    ViT/DeiT: the last encoder layer's pre-attention LayerNorm output, patch tokens only. Other
-    models: the last 4-D feature map, average-pooled onto the patch grid.
+    Token models: the last encoder layer's first LayerNorm (its output is that layer's view of
+    every token). Other models: the last 4-D feature map (see :func:`_last_feature_map_module`).
+    """
+    model = adapter.model
+    if isinstance(adapter, TokenRemoval):
+        last = model.backbone.encoder_layers()[-1]
+        layer = next(module for module in last.children() if isinstance(module, torch.nn.LayerNorm))
+    else:
+        layer = _last_feature_map_module(model, pixel_values)
+    name = next(name for name, module in model.named_modules() if module is layer)
+    return layer, name
+
+
+def cam_activations(game: ValueFunction) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Activations A and gradients G = ∂z_y/∂A of the CAM layer, as (B, N, D) over the patch grid, and its name.
+
+    The model is left as it was: the capturing hook only records this thread's forward and is
+    removed before returning; gradients are taken with ``torch.autograd.grad`` (nothing is
+    accumulated into the parameters' ``.grad``).
     """
     adapter = game.adapter
     model = adapter.model
     pixel_values = game.pixel_values.to(adapter.device, adapter.dtype)
-    if isinstance(adapter, TokenRemoval):
-        layer = model.backbone.layers[-1].layernorm_before
-    else:
-        layer = _last_feature_map_module(model, pixel_values)
+    layer, name = cam_layer(adapter, pixel_values)
     captured: list[torch.Tensor] = []
+    caller = threading.get_ident()
 
     def keep(module, inputs, output):
-        output.retain_grad()
-        captured.append(output)
+        if threading.get_ident() == caller:  # another thread may run the same model meanwhile
+            captured.append(output)
 
     hook = layer.register_forward_hook(keep)
     try:
         with torch.enable_grad():
             logits = model(pixel_values=pixel_values, **adapter.forward_kwargs).logits
+            output = captured[-1]
             target = logits.float().gather(1, game.labels.to(logits.device).unsqueeze(1)).sum()
-            target.backward()
+            (gradient,) = torch.autograd.grad(target, output)
     finally:
         hook.remove()
-        model.zero_grad(set_to_none=True)
-    output = captured[-1]
-    activations, gradients = output.detach().float(), output.grad.detach().float()
+    activations, gradients = output.detach().float(), gradient.detach().float()
     if isinstance(adapter, TokenRemoval):
         special = adapter.num_special_tokens
-        return activations[:, special:], gradients[:, special:]
+        return activations[:, special:], gradients[:, special:], name
     grid = adapter.grid
+    activations, gradients = _as_map(activations), _as_map(gradients)
     activations = F.adaptive_avg_pool2d(activations, grid).flatten(2).transpose(1, 2)
     gradients = F.adaptive_avg_pool2d(gradients, grid).flatten(2).transpose(1, 2)
-    return activations, gradients
+    return activations, gradients, name
 
 
 def _projection(weighted: torch.Tensor) -> torch.Tensor:
@@ -89,11 +133,11 @@ class _CAM(Method):
 
     def attribute(self, game: ValueFunction, curve: str) -> Attribution:
         check_curve(curve)
-        activations, gradients = cam_activations(game)
+        activations, gradients, layer = cam_activations(game)
         weighted = activations * self.channel_weights(activations, gradients).unsqueeze(1)
         cam = _projection(weighted) if self.eigen_smooth else weighted.sum(dim=2)
         scores = game.players.from_patch_scores(cam.clamp(min=0))
-        return Attribution(order_by_score(scores), scores)
+        return Attribution(order_by_score(scores), scores, settings={"cam_layer": layer})
 
 
 @register_method

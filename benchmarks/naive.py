@@ -1,4 +1,5 @@
-"""The ORIGINAL evaluation pattern of MoXI, re-implemented as a baseline (benchmark and tests).
+"""Slow reference implementations outside the package: the ORIGINAL evaluation pattern of MoXI
+(benchmark and tests) and a plain greedy (tests).
 
 This module is deliberately slow. It reproduces how the research code spends its time, not its
 source: per image, at every greedy step,
@@ -25,11 +26,11 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from .errors import MoXIError
-from .modeling import _TokenRemovalClassifier
-from .value import check_reward, reward_from_logits
+from moxi_hf.errors import MoXIError
+from moxi_hf.modeling import TokenRemovalClassifier
+from moxi_hf.value import check_reward, reward_from_logits
 
-__all__ = ["NaiveResult", "NaiveMoXI"]
+__all__ = ["NaiveResult", "NaiveMoXI", "brute_force_greedy"]
 
 
 @dataclass
@@ -47,7 +48,7 @@ class NaiveMoXI:
     """The original pattern for MoXI (greedy) and self-context Shapley on a token-removal model.
 
     Args:
-        model: a MoXI ViT/DeiT classifier (token removal). A private copy with eager attention
+        model: a MoXI ViT-family classifier (token removal). A private copy with eager attention
             is made; the model passed in is not changed.
         reward: ``"log-odds"`` (default), ``"log-prob"`` or ``"logit"``.
         batch_size: rows per forward pass (default: all N candidates of a step at once).
@@ -56,13 +57,12 @@ class NaiveMoXI:
 
     def __init__(self, model: torch.nn.Module, reward: str = "log-odds", batch_size: int | None = None,
                  progress: bool = False):
-        if not isinstance(model, _TokenRemovalClassifier):
-            raise MoXIError(f"the naive baseline needs a MoXI ViT/DeiT classifier, got {type(model).__name__}")
+        if not isinstance(model, TokenRemovalClassifier):
+            raise MoXIError(f"the naive baseline needs a MoXI ViT-family classifier, got {type(model).__name__}")
         self.reward = check_reward(reward)
         self.model = copy.deepcopy(model).eval()
         self.model.set_attn_implementation("eager")
-        embeddings = self.model.backbone.embeddings
-        self.num_special_tokens = embeddings.num_special_tokens
+        self.num_special_tokens = self.model.backbone.num_special_tokens
         self.batch_size = batch_size
         self.progress = progress
 
@@ -73,15 +73,18 @@ class NaiveMoXI:
     def _forward(self, pixel_values: torch.Tensor, rows: list[list[int]]) -> torch.Tensor:
         """Logits (C, L) float32 for one image (1, C, H, W) and C equal-length lists of kept patches."""
         count = len(rows)
-        embeddings = self.model.backbone.embeddings
+        special = self.num_special_tokens
         with torch.no_grad():
             # The patch projection runs again for every coalition, as in the original.
-            special, patches = embeddings.embed(pixel_values.expand(count, -1, -1, -1))
-            kept = []
+            full = self.model.backbone.embed(pixel_values.expand(count, -1, -1, -1))
+            sequences, indices = [], []
             for row in range(count):  # removal: a Python loop over rows
-                kept.append(patches[row, torch.tensor(rows[row], dtype=torch.long)])
-            sequence = torch.cat((special.expand(count, -1, -1), torch.stack(kept)), dim=1)
-            return self.model.classify_embeddings(sequence).float()
+                index = torch.tensor(list(range(special)) + [special + i for i in rows[row]], dtype=torch.long)
+                sequences.append(full[row, index])
+                indices.append(index)
+            return self.model.classify_embeddings(
+                torch.stack(sequences), token_index=torch.stack(indices), resolution=tuple(pixel_values.shape[-2:])
+            ).float()
 
     def _values(self, pixel_values: torch.Tensor, label: int, rows: list[list[int]], seen: Counter) -> torch.Tensor:
         """v for each row (C,); rows of different lengths go through separate forward passes."""
@@ -108,8 +111,9 @@ class NaiveMoXI:
         return pixel_values.to(self.dtype), labels
 
     def _n_patches(self, pixel_values: torch.Tensor) -> int:
-        embeddings = self.model.backbone.embeddings
-        return embeddings.num_patches_for(pixel_values.shape[-2], pixel_values.shape[-1])
+        patch = self.model.config.patch_size
+        patch_h, patch_w = (patch, patch) if isinstance(patch, int) else tuple(patch)
+        return (pixel_values.shape[-2] // patch_h) * (pixel_values.shape[-1] // patch_w)
 
     def moxi(self, pixel_values: torch.Tensor, labels, curve: str = "insertion") -> NaiveResult:
         """Greedy MoXI orders (B, N), one image at a time, all N candidates at every step."""
@@ -162,3 +166,27 @@ class NaiveMoXI:
             singles[image] = values[1:]
             orders[image] = torch.sort(values[1:], descending=insertion, stable=True).indices
         return NaiveResult(orders, singles, seen)
+
+
+def brute_force_greedy(game, curve: str) -> list[int]:
+    """Greedy MoXI written plainly: every candidate evaluated on its own, one coalition per call.
+
+    ``game`` maps a (1, n) bool keep-mask to values (1,); ties go to the lowest index."""
+    n = game.n_players
+    present = set() if curve == "insertion" else set(range(n))
+    order = []
+    for _ in range(n):
+        best, best_value = None, None
+        for player in range(n):
+            if (player in present) == (curve == "insertion"):
+                continue
+            coalition = present | {player} if curve == "insertion" else present - {player}
+            mask = torch.zeros(1, n, dtype=torch.bool)
+            mask[0, list(coalition)] = True
+            value = float(game(mask)[0])
+            better = best_value is None or (value > best_value if curve == "insertion" else value < best_value)
+            if better:
+                best, best_value = player, value
+        order.append(best)
+        present = present | {best} if curve == "insertion" else present - {best}
+    return order
