@@ -27,7 +27,7 @@ from .errors import MoXIError
 from .methods.base import check_curve
 from .value import ValueFunction
 
-__all__ = ["PairwiseInteractions", "gain_split", "pairwise_interactions", "interaction_share"]
+__all__ = ["PairwiseInteractions", "gain_split", "pairwise_interactions", "interaction_share", "attach_interactions"]
 
 DEFAULT_TOP_K = 10
 
@@ -142,3 +142,20 @@ def interaction_share(gains: Mapping[str, Sequence[float]], patches_needed: int)
     together = np.abs(np.asarray(gains["interaction"], dtype=np.float64)[:patches_needed])
     total = alone.sum() + together.sum()
     return float(together.sum() / total) if total > 0 else math.nan
+
+
+def attach_interactions(explanations: list, game: ValueFunction, attribution, curve: str,
+                        top_k: int = DEFAULT_TOP_K) -> None:
+    """Fill ``interactions`` (any method) and ``gains`` (MoXI) of the explanations of ``game``'s images."""
+    measured = getattr(attribution, "first_values", None) is not None
+    maps = pairwise_interactions(
+        game, attribution.order, curve, top_k, lengths=attribution.lengths,
+        base_values=attribution.base_values if measured else None,
+        first_values=attribution.first_values if measured else None,
+    )
+    split = gain_split(attribution, curve) if measured else None
+    for index, (explanation, found) in enumerate(zip(explanations, maps)):
+        explanation.interactions = {"players": found.players.tolist(), "matrix": found.matrix.tolist()}
+        if split is not None:
+            length = len(explanation.order)
+            explanation.gains = {key: value[index, :length].tolist() for key, value in split.items()}
