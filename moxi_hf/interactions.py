@@ -27,7 +27,7 @@ from .errors import MoXIError
 from .methods.base import check_curve
 from .value import ValueFunction
 
-__all__ = ["PairwiseInteractions", "gain_split", "pairwise_interactions", "interaction_share", "attach_interactions"]
+__all__ = ["PairwiseInteractions", "attach_interactions", "gain_split", "interaction_share", "pairwise_interactions"]
 
 DEFAULT_TOP_K = 10
 

@@ -12,7 +12,7 @@ from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
 
 from ..errors import MoXIError
 
-__all__ = ["plot_interaction_map", "plot_gain_split", "interactions_figure"]
+__all__ = ["interactions_figure", "plot_gain_split", "plot_interaction_map"]
 
 POSITIVE, NEGATIVE = "#d62728", "#1f5fbf"  # synergy (worth more together) / redundancy
 SELF_COLOUR, OUTLINE = "#8c8c8c", "#ffb000"
@@ -69,7 +69,7 @@ def plot_interaction_map(
                                      linewidth=1.0 + 5.0 * abs(value) / strongest, alpha=0.85, zorder=4))
     for rank, (x, y) in enumerate(centres, start=1):
         ax.text(x, y, str(rank), ha="center", va="center", fontsize=8, fontweight="bold", zorder=5,
-                bbox=dict(boxstyle="circle,pad=0.15", facecolor="white", edgecolor=OUTLINE, linewidth=1.0))
+                bbox={"boxstyle": "circle,pad=0.15", "facecolor": "white", "edgecolor": OUTLINE, "linewidth": 1.0})
     lines = [f"#{a + 1}–#{b + 1}: {value:+.2f}" for a, b, value in pairs[:4]]
     if lines:
         ax.text(0.01, -0.02, "strongest pairs  " + "   ".join(lines), transform=ax.transAxes, ha="left", va="top",
