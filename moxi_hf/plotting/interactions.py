@@ -89,12 +89,14 @@ def plot_gain_split(
     patches_needed: int | None = None,
     count: int | None = None,
     curve: str = "insertion",
+    unit: str = "value",
 ) -> Axes | None:
     """Stacked bars of self and interaction for the first ``count`` players of the order, p(label) on a twin axis.
 
     Positive parts stack upwards from 0 and negative parts downwards (the usual stacking for mixed
     signs), so both stay visible; a tick marks each step's gain (self + interaction).
-    ``curve_probabilities`` are p(label) at k = 0..len(order). Returns the twin axis.
+    ``curve_probabilities`` are p(label) at k = 0..len(order); ``unit`` names the reward on the
+    y axis (e.g. ``"log-odds"``). Returns the twin axis.
     """
     alone = np.asarray(gains["self"], dtype=np.float64)
     together = np.asarray(gains["interaction"], dtype=np.float64)
@@ -110,7 +112,7 @@ def plot_gain_split(
     ax.set_xlim(0.4 if curve_probabilities is None else -0.4, count + 0.6)
     ax.set_xlabel("k-th player of the order")
     loss = curve == "deletion"
-    ax.set_ylabel(("value lost" if loss else "value gained") + " at step k")
+    ax.set_ylabel(f"{unit} {'lost' if loss else 'gained'} at step k")
     ax.set_xticks(steps if count <= 25 else steps[steps % 5 == 0])
     twin = None
     if curve_probabilities is not None:
@@ -155,7 +157,7 @@ def interactions_figure(explanation, image: np.ndarray | None = None, top_pairs:
     if gains:
         shown = count or min(max(explanation.patches_needed, len(players)), 30)
         plot_gain_split(axes[1], gains, explanation.curve_probabilities, explanation.patches_needed, shown,
-                        explanation.curve)
+                        explanation.curve, explanation.reward or "value")
         axes[1].set_title("gain of each step: self + interaction", fontsize=9)
     figure.tight_layout()
     return figure
