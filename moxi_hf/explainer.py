@@ -141,13 +141,20 @@ class Explainer:
         method: str | Method = "moxi",
         curve: str = "insertion",
         label: int | None = None,
+        interactions: bool = False,
+        interaction_top: int = 10,
         **method_options,
     ) -> Explanation:
-        """Explain one image (path, PIL image, array, or processed pixel_values (C, H, W))."""
+        """Explain one image (path, PIL image, array, or processed pixel_values (C, H, W)).
+
+        ``interactions=True`` also fills ``explanation.interactions`` (the first ``interaction_top``
+        players of the order) and, for MoXI, ``explanation.gains`` (see :mod:`moxi_hf.interactions`).
+        """
         if isinstance(image, torch.Tensor) and image.ndim == 3:
             image = image.unsqueeze(0)
         return self.explain_batch([image] if not isinstance(image, torch.Tensor) else image, method, curve,
-                                  None if label is None else [label], **method_options)[0]
+                                  None if label is None else [label], interactions=interactions,
+                                  interaction_top=interaction_top, **method_options)[0]
 
     def explain_batch(
         self,
@@ -156,6 +163,8 @@ class Explainer:
         curve: str = "insertion",
         labels: Sequence[int | None] | None = None,
         progress: bool = False,
+        interactions: bool = False,
+        interaction_top: int = 10,
         **method_options,
     ) -> list[Explanation]:
         """Explain several images together (their coalitions share forward passes).
@@ -184,7 +193,12 @@ class Explainer:
         resolved = self._check_labels(labels if labels is not None else [None] * len(predicted), predicted)
         game = self.value_function(pixel_values, resolved)
         attribution = method_obj.attribute(game, curve)
-        return self._explanations(game, attribution, method_obj, curve, predicted, names, pil_images)
+        explanations = self._explanations(game, attribution, method_obj, curve, predicted, names, pil_images)
+        if interactions:
+            from .interactions import attach_interactions
+
+            attach_interactions(explanations, game, attribution, curve, interaction_top)
+        return explanations
 
     def _explanations(self, game, attribution, method, curve, predicted, names, pil_images) -> list[Explanation]:
         order = attribution.order

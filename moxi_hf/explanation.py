@@ -41,6 +41,10 @@ class Explanation:
     patch_grid: tuple[int, int] | None = None
     image: str | None = None
     options: dict = field(default_factory=dict)
+    #: ``{total, self, interaction}`` along ``order`` (MoXI with ``interactions=True``; docs/interactions.md).
+    gains: dict | None = None
+    #: ``{players: [K ids], matrix: K×K}``: I(i, j) among the first K players of ``order`` (kind: ``curve``).
+    interactions: dict | None = None
     #: the RGB image that was explained (not serialised), used by :meth:`plot`.
     pil_image: object | None = field(default=None, repr=False, compare=False)
 
@@ -111,6 +115,17 @@ class Explanation:
             figure.tight_layout()
             figure.savefig(path, dpi=120)
             plt.close(figure)
+        return figure
+
+    def plot_interactions(self, path: str | os.PathLike | None = None, image=None, top_pairs: int = 8):
+        """The interaction map over the image and the gain split along the order; a PNG to ``path``. Returns the figure."""
+        from .plotting.interactions import interactions_figure
+
+        image = image if image is not None else self.pil_image
+        figure = interactions_figure(self, None if image is None else np.asarray(image.convert("RGB") if hasattr(
+            image, "convert") else image), top_pairs=top_pairs)
+        if path is not None:
+            figure.savefig(path, dpi=120)
         return figure
 
     def __post_init__(self):

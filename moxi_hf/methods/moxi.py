@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from tqdm.auto import tqdm
 
@@ -9,7 +11,21 @@ from ..errors import MoXIError
 from ..value import ValueFunction
 from .base import Attribution, Method, check_curve, register_method
 
-__all__ = ["MoXI"]
+__all__ = ["MoXI", "MoXIAttribution"]
+
+
+@dataclass
+class MoXIAttribution(Attribution):
+    """MoXI's result plus values the greedy measured on its way (no extra forward pass).
+
+    ``base_values`` (B,): v(∅) (insertion) or v(N) (deletion). ``first_values`` (B, P): the first
+    step's v({i}) (insertion) or v(N ∖ {i}) (deletion) of every player. ``step_values`` (B, K + 1):
+    v after k = 0..K players of ``order`` were taken (NaN past an image's length).
+    """
+
+    base_values: torch.Tensor | None = None
+    first_values: torch.Tensor | None = None
+    step_values: torch.Tensor | None = None
 
 
 @register_method
@@ -53,6 +69,9 @@ class MoXI(Method):
         scores = torch.zeros(n_images, n_players)
         probabilities = torch.full((n_images, steps + 1), float("nan"))
         predictions = torch.full((n_images, steps + 1), -1, dtype=torch.long)
+        step_values = torch.full((n_images, steps + 1), float("nan"))
+        step_values[:, 0] = start.values
+        first_values = None
         probabilities[:, 0], predictions[:, 0] = start.probabilities, start.predictions
         taken = torch.zeros(n_images, dtype=torch.long)
         active = torch.ones(n_images, dtype=torch.bool)
@@ -68,6 +87,8 @@ class MoXI(Method):
             out = game.evaluate(coalitions, owner)
             width = n_players - step
             values = out.values.view(rows.numel(), width)
+            if step == 0:
+                first_values = values.clone()  # every player is a candidate at the first step
             pick = values.argmax(dim=1) if insertion else values.argmin(dim=1)
             flat = torch.arange(rows.numel()) * width + pick
             chosen, value = player[flat], out.values[flat]
@@ -75,6 +96,7 @@ class MoXI(Method):
             order[rows, step] = chosen
             scores[rows, chosen] = (value - current[rows]) if insertion else (current[rows] - value)
             current[rows] = value
+            step_values[rows, step + 1] = value
             probabilities[rows, step + 1] = out.probabilities[flat]
             predictions[rows, step + 1] = out.predictions[flat]
             taken[rows] = step + 1
@@ -86,5 +108,8 @@ class MoXI(Method):
             length = int(taken.max())
             order = order[:, :length]
             probabilities, predictions = probabilities[:, : length + 1], predictions[:, : length + 1]
-            return Attribution(order, scores, probabilities, predictions, lengths=taken)
-        return Attribution(order, scores, probabilities, predictions)
+            step_values = step_values[:, : length + 1]
+            return MoXIAttribution(order, scores, probabilities, predictions, lengths=taken,
+                                   base_values=start.values, first_values=first_values, step_values=step_values)
+        return MoXIAttribution(order, scores, probabilities, predictions, base_values=start.values,
+                               first_values=first_values, step_values=step_values)

@@ -1,0 +1,1 @@
+"""Figures, each built on ``matplotlib.figure.Figure`` (no pyplot state, no backend switch)."""
