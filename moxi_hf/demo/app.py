@@ -3,7 +3,6 @@
 Gradio is imported here only (the ``[demo]`` extra); the work is done by :class:`~.core.DemoModel`.
 """
 
-from __future__ import annotations
 
 import html
 import os
