@@ -52,7 +52,7 @@ def test_explain_equals_explainer(tiny, vit_dir, method, curve):
     assert json.loads(Path(result.json_path).read_text()) == result.explanation.to_dict()
     assert result.heatmap.size[0] > 100 and result.curve.size[0] > 100
     if curve == "insertion":
-        assert result.needed_text.startswith(f"{result.explanation.patches_needed} of 16 players")
+        assert result.needed_text.startswith(f"{result.explanation.patches_needed} of 16 patches")
 
 
 def test_label_reward_and_grid_equal_explainer(tiny, vit_dir):
@@ -90,11 +90,11 @@ def test_bad_images(image, message):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(players_grid=3), "does not divide"),
-    (dict(label=99), "out of range"),
-    (dict(reward="odds"), "unknown reward"),
-    (dict(curve="sideways"), "unknown curve"),
-    (dict(method="lime"), "does not apply"),
+    ({"players_grid": 3}, "does not divide"),
+    ({"label": 99}, "out of range"),
+    ({"reward": "odds"}, "unknown reward"),
+    ({"curve": "sideways"}, "unknown curve"),
+    ({"method": "lime"}, "does not apply"),
 ])
 def test_impossible_options(tiny, kwargs, message):
     with pytest.raises(MoXIError, match=message):
@@ -182,9 +182,39 @@ def test_cli_without_gradio_says_how_to_install(tmp_path):
     (tmp_path / "gradio.py").write_text("raise ImportError('no gradio here')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
     done = subprocess.run([sys.executable, "-m", "moxi_hf", "demo"], capture_output=True, text=True, env=env,
-                          timeout=120)
+                          timeout=120, check=False)
     assert done.returncode == 1
     assert 'pip install -e ".[demo]"' in done.stderr and "Traceback" not in done.stderr
+
+
+def test_space_app_serves_the_default_model():
+    gr = pytest.importorskip("gradio")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("space_app", ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert isinstance(module.demo, gr.Blocks)
+    assert module.demo_model is load_demo_model()  # the same once-loaded model
+    assert Path(module.demo_model.explainer.name).resolve() == default_model_path().resolve()
+
+
+def _requirement_names(lines) -> set[str]:
+    import re
+
+    names = set()
+    for line in lines:
+        line = line.split("#")[0].strip()
+        if line and not line.startswith("-"):
+            names.add(re.split(r"[<>=!~\[ ;]", line)[0].lower().replace("_", "-"))
+    return names
+
+
+def test_space_requirements_match_pyproject():
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = _requirement_names(project["dependencies"] + project["optional-dependencies"]["demo"])
+    assert _requirement_names((ROOT / "requirements.txt").read_text().splitlines()) == wanted
 
 
 # -- end to end, in a real browser ------------------------------------------------------------------
@@ -251,13 +281,13 @@ def test_page_in_a_browser(tmp_path):
             old = [e.get_attribute("src") for e in driver.find_elements(By.CSS_SELECTOR, "#heatmap img")]
             started = time.monotonic()
             driver.find_element(By.ID, "run").click()
-            wait.until(lambda d: [e.get_attribute("src") for e in d.find_elements(By.CSS_SELECTOR, "#heatmap img")]
-                       not in ([], old))
+            wait.until(lambda d, old=old: [e.get_attribute("src") for e in
+                                           d.find_elements(By.CSS_SELECTOR, "#heatmap img")] not in ([], old))
             timings.append(time.monotonic() - started)
             count = wait.until(ec.presence_of_element_located((By.ID, "patches-needed-count")))
             assert int(count.text) == want.patches_needed
             text = driver.find_element(By.ID, "patches-needed-text").text
-            assert f"of {want.n_players} players needed to predict {want.label}" in text
+            assert f"of {want.n_players} patches needed to predict {want.label}" in text
         wanted = os.environ.get("MOXI_SAVE_SCREENSHOT")
         shot = ROOT / "docs" / "demo_screenshot.png" if wanted else tmp_path / "demo_screenshot.png"
         time.sleep(0.5)  # let the progress overlay fade out

@@ -14,8 +14,15 @@ from ..methods import CURVES
 from ..value import REWARDS
 from .core import Cancelled, DemoModel, grid_choices, label_choices
 
-__all__ = ["build_demo", "launch_demo", "import_gradio", "parse_label", "parse_grid", "needed_html",
-           "MAX_FILE_SIZE"]
+__all__ = [
+    "MAX_FILE_SIZE",
+    "build_demo",
+    "import_gradio",
+    "launch_demo",
+    "needed_html",
+    "parse_grid",
+    "parse_label",
+]
 
 #: the largest upload the server accepts
 MAX_FILE_SIZE = "20mb"
@@ -25,6 +32,8 @@ ONE_PER_PATCH = "patch"
 _CSS = """
 #patches-needed { font-size: 1.05rem; min-height: 2.2rem; }
 #patches-needed-count { font-weight: 700; font-size: 1.35rem; }
+#image img, #samples img { image-rendering: pixelated; }
+#image img { width: 100%; height: 100%; object-fit: contain; }
 """
 
 
@@ -62,10 +71,13 @@ def parse_grid(value) -> int | None:
 def needed_html(result) -> str:
     """The "patches needed" line; the number sits in ``#patches-needed-count``."""
     explanation = result.explanation
-    predicted = explanation.predicted
-    return (f'<span id="patches-needed-count">{explanation.patches_needed}</span> '
-            f'<span id="patches-needed-text">{html.escape(result.needed_text)} '
-            f'({html.escape(explanation.method)}, {explanation.curve}; the model predicts {predicted})</span>')
+    count = str(explanation.patches_needed)
+    text = result.needed_text
+    if text.startswith(count + " "):  # the number is shown once, large
+        text = text[len(count) + 1:]
+    return (f'<span id="patches-needed-count">{count}</span> '
+            f'<span id="patches-needed-text">{html.escape(text)} '
+            f'({html.escape(explanation.method)}, {explanation.curve}; the model predicts {explanation.predicted})</span>')
 
 
 def build_demo(demo_model: DemoModel | Explainer, samples=None,
@@ -90,7 +102,7 @@ def build_demo(demo_model: DemoModel | Explainer, samples=None,
     def _progress(progress):
         return lambda fraction, text: progress(fraction, desc=text)
 
-    def explain(image, method, curve, label, reward, grid, request: gr.Request, progress=gr.Progress(track_tqdm=True)):
+    def explain(image, method, curve, label, reward, grid, request: gr.Request, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
         try:
             result = demo_model.explain(image, method, curve, parse_label(label), reward, parse_grid(grid),
                                         progress=_progress(progress), cancel=_event(request))
@@ -102,7 +114,7 @@ def build_demo(demo_model: DemoModel | Explainer, samples=None,
         interactions = gr.update(value=result.interactions, visible=result.interactions is not None)
         return result.heatmap, needed_html(result), result.curve, interactions, result.json_path
 
-    def compare(image, curve, label, reward, grid, request: gr.Request, progress=gr.Progress(track_tqdm=True)):
+    def compare(image, curve, label, reward, grid, request: gr.Request, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
         try:
             sheet, _ = demo_model.compare(image, curve, parse_label(label), reward, parse_grid(grid),
                                           progress=_progress(progress), cancel=_event(request))
@@ -124,16 +136,21 @@ def build_demo(demo_model: DemoModel | Explainer, samples=None,
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 image = gr.Image(type="pil", sources=["upload", "clipboard", "webcam"], label="image",
-                                 elem_id="image", height=260)
+                                 elem_id="image", height=220)
                 if demo_model.samples:
                     gr.Examples([[os.fspath(path)] for path in demo_model.samples], inputs=[image],
                                 label="sample images (click one)", elem_id="samples",
                                 examples_per_page=len(demo_model.samples))
-                method = gr.Dropdown(methods, value="moxi" if "moxi" in methods else methods[0], label="method",
-                                     elem_id="method")
-                curve = gr.Radio(list(CURVES), value="insertion", label="curve", elem_id="curve-choice",
-                                 info="insertion: patches needed to predict the label; deletion: patches whose "
-                                      "removal changes the prediction")
+                with gr.Row():
+                    method = gr.Dropdown(methods, value="moxi" if "moxi" in methods else methods[0],
+                                         label="method", elem_id="method", min_width=120)
+                    curve = gr.Radio(list(CURVES), value="insertion", label="curve", elem_id="curve-choice",
+                                     min_width=120)
+                with gr.Row():
+                    run = gr.Button("Explain", variant="primary", elem_id="run")
+                    stop = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                gr.Markdown("insertion: the players needed to predict the label; deletion: the players whose "
+                            "removal changes the prediction.", elem_id="curve-help")
                 with gr.Accordion("options", open=False):
                     label = gr.Dropdown([("the prediction", PREDICTION)] + [(t, str(i)) for t, i in
                                                                              label_choices(explainer)],
@@ -142,9 +159,6 @@ def build_demo(demo_model: DemoModel | Explainer, samples=None,
                                        + [(f"{g}x{g} players", str(g)) for g in grid_choices(explainer)],
                                        value=ONE_PER_PATCH, label="players grid", elem_id="players-grid")
                     reward = gr.Dropdown(list(REWARDS), value=explainer.reward, label="reward", elem_id="reward")
-                with gr.Row():
-                    run = gr.Button("Explain", variant="primary", elem_id="run")
-                    stop = gr.Button("Cancel", variant="stop", elem_id="cancel")
             with gr.Column(scale=2):
                 with gr.Tab("explanation", elem_id="explanation-tab"):
                     needed = gr.HTML(elem_id="patches-needed")

@@ -28,8 +28,17 @@ from ..methods import CURVES, METHODS, get_method
 from ..value import REWARDS
 from . import figures
 
-__all__ = ["DemoModel", "DemoResult", "Cancelled", "load_demo_model", "check_image", "label_choices",
-           "grid_choices", "MAX_IMAGE_PIXELS", "MAX_IMAGE_SIDE"]
+__all__ = [
+    "MAX_IMAGE_PIXELS",
+    "MAX_IMAGE_SIDE",
+    "Cancelled",
+    "DemoModel",
+    "DemoResult",
+    "check_image",
+    "grid_choices",
+    "label_choices",
+    "load_demo_model",
+]
 
 #: the largest image accepted, in pixels and per side (larger uploads get a clear error)
 MAX_IMAGE_PIXELS = 16_000_000
@@ -113,16 +122,17 @@ def label_choices(explainer: Explainer) -> list[tuple[str, int]]:
 
 def _needed_text(explanation: Explanation) -> str:
     total = explanation.n_players
+    unit = "patches" if explanation.patch_grid in (None, explanation.grid) else "players"
     label = explanation.label_name if explanation.label_name is not None else str(explanation.label)
     predictions = explanation.curve_predictions or []
     k = explanation.patches_needed
     reached = k < len(predictions) and ((predictions[k] == explanation.label) == (explanation.curve == "insertion"))
     if not reached:
-        return (f"never predicted {label}, even with all {total} players" if explanation.curve == "insertion"
-                else f"still predicts {label} after removing all {total} players")
+        return (f"never predicted {label}, even with all {total} {unit}" if explanation.curve == "insertion"
+                else f"still predicts {label} after removing all {total} {unit}")
     if explanation.curve == "insertion":
-        return f"{k} of {total} players needed to predict {label}"
-    return f"{k} of {total} players removed to change the prediction from {label}"
+        return f"{k} of {total} {unit} needed to predict {label}"
+    return f"{k} of {total} {unit} removed to change the prediction from {label}"
 
 
 class DemoModel:
@@ -247,9 +257,13 @@ class DemoModel:
                             cancel)
 
 
-@functools.lru_cache(maxsize=4)
 def load_demo_model(model: str | None = None, dtype: str | None = None, device: str | None = None) -> DemoModel:
     """The page's model, loaded once per process: ``model`` is a folder or Hub id (None: the embedded default)."""
+    return _load_demo_model(model, dtype, device)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_demo_model(model: str | None, dtype: str | None, device: str | None) -> DemoModel:
     path = os.fspath(default_model_path()) if model is None else model
     explainer = Explainer.from_pretrained(path, dtype=dtype, device=device)
     samples = sample_images(path) if Path(path).is_dir() else []

@@ -19,7 +19,7 @@ from PIL import Image
 from ..explainer import Explainer
 from ..explanation import Explanation
 
-__all__ = ["heatmap_figure", "curve_figure", "interactions_figure", "compare_figure", "to_image"]
+__all__ = ["compare_figure", "curve_figure", "heatmap_figure", "interactions_figure", "to_image"]
 
 _pyplot_lock = threading.Lock()
 
