@@ -66,6 +66,18 @@ def test_label_reward_and_grid_equal_explainer(tiny, vit_dir):
     assert tiny.explainer_for("log-prob", 2).model is tiny.explainer.model  # the model is shared
 
 
+def test_interaction_picture_for_moxi_where_the_library_draws_it(tiny):
+    from moxi_hf import Explanation
+
+    image = _digit(11)
+    drawn = tiny.explain(image, "moxi").interactions
+    if hasattr(Explanation, "plot_interactions"):
+        assert drawn is not None and drawn.size[0] > 100
+    else:
+        assert drawn is None
+    assert tiny.explain(image, "gradcam").interactions is None
+
+
 def test_choices(tiny):
     assert tiny.methods == ["moxi", "self-shapley", "full-shapley", "gradcam", "gradcam++", "attention-rollout"]
     assert grid_choices(tiny.explainer) == [2]  # 4x4 patches

@@ -168,7 +168,7 @@ def build_demo(demo_model: DemoModel | Explainer, samples=None,
                         curve_plot = gr.Image(type="pil", label="curve", elem_id="curve", interactive=False,
                                               height=330)
                     interactions = gr.Image(type="pil", label="interactions (MoXI)", elem_id="interactions",
-                                            interactive=False, visible=False)
+                                            interactive=False, visible=False, show_label=False)
                     download = gr.File(label="explanation.json", elem_id="explanation-json")
                 with gr.Tab("compare all methods", elem_id="compare-tab"):
                     compare_button = gr.Button("Compare all methods", elem_id="compare")

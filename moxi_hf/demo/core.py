@@ -9,6 +9,7 @@ hooks), so requests on one model run one at a time.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import tempfile
 import threading
@@ -77,6 +78,14 @@ def _install_cancel_hook() -> None:
 
 def _progress_noop(fraction: float, text: str) -> None:
     return None
+
+
+def _interaction_options(explainer: Explainer, method: str) -> dict:
+    """``interactions=True`` for MoXI where the library computes interactions (and Explanation draws them)."""
+    if method != "moxi" or not hasattr(Explanation, "plot_interactions"):
+        return {}
+    parameters = inspect.signature(explainer.explain_batch).parameters
+    return {"interactions": True} if "interactions" in parameters else {}
 
 
 @dataclass
@@ -225,9 +234,10 @@ class DemoModel:
         self._check(method, curve, label)
         explainer = self.explainer_for(reward, players_grid)
         progress(0.05, f"explaining with {method}")
+        extra = _interaction_options(explainer, method)
         explanation = self._locked(
             lambda: explainer.explain_batch([picture], method, curve, None if label is None else [int(label)],
-                                            progress=True)[0],
+                                            progress=True, **extra)[0],
             progress, cancel)
         progress(0.9, "drawing")
         folder = Path(tempfile.mkdtemp(dir=self.output_dir))
@@ -237,7 +247,7 @@ class DemoModel:
             explanation=explanation,
             heatmap=figures.heatmap_figure(explanation, picture),
             curve=figures.curve_figure(explanation),
-            interactions=figures.interactions_figure(explanation, picture) if method == "moxi" else None,
+            interactions=figures.interactions_figure(explanation, picture) if extra else None,
             needed_text=_needed_text(explanation),
             json_path=os.fspath(json_path),
         )

@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from ..errors import MoXIError
 from ..explainer import Explainer
 from ..explanation import Explanation
 
@@ -62,17 +63,15 @@ def curve_figure(explanation: Explanation) -> Image.Image:
 
 
 def interactions_figure(explanation: Explanation, image: Image.Image) -> Image.Image | None:
-    """MoXI's interaction picture, or None while the library does not draw one."""
+    """MoXI's interaction picture, or None where the library does not draw one for this explanation."""
     plot = getattr(explanation, "plot_interactions", None)
     if plot is None:
         return None
-    figure = Figure(figsize=(6, 3.4))
     try:
-        result = plot(image=image, figure=figure)
-    except TypeError:  # a plotter that makes its own figure
-        result = plot()
-    figure = result if isinstance(result, Figure) else figure
-    return to_image(figure)
+        figure = plot(image=image)
+    except MoXIError:  # explained without interactions
+        return None
+    return to_image(figure) if isinstance(figure, Figure) else None
 
 
 def compare_figure(explainer: Explainer, image: Image.Image, methods: list[str], curve: str,
