@@ -182,6 +182,45 @@ def test_page_helpers():
         parse_label("seven")
 
 
+def test_page_handlers(tiny, vit_dir):
+    gr = pytest.importorskip("gradio")
+    from moxi_hf.demo.app import PageHandlers
+
+    handlers = PageHandlers(tiny)
+    image = _digit(12)
+    heatmap, needed, curve, _, json_path = handlers.explain(image, "moxi", "deletion", "2", "log-odds", "patch")
+    expected = Explainer.from_pretrained(vit_dir).explain(image, "moxi", "deletion", label=2)
+    assert f'<span id="patches-needed-count">{expected.patches_needed}</span>' in needed
+    assert json.loads(Path(json_path).read_text())["order"] == expected.order
+    assert isinstance(heatmap, Image.Image) and isinstance(curve, Image.Image)
+    with pytest.raises(gr.Error, match="no image"):
+        handlers.explain(None, "moxi", "insertion", "prediction", "log-odds", "patch")
+    with pytest.raises(gr.Error, match="does not divide"):
+        handlers.compare(image, "insertion", "prediction", "log-odds", "3")
+
+
+def test_page_cancel_button_stops_the_sessions_request(tiny):
+    pytest.importorskip("gradio")
+    from moxi_hf.demo.app import PageHandlers
+
+    handlers = PageHandlers(tiny)
+    request = type("Request", (), {"session_hash": "abc"})()
+    out: list = []
+    worker = threading.Thread(target=lambda: out.append(handlers.explain(
+        _digit(13), "full-shapley", "insertion", "prediction", "log-odds", "patch", request)))
+    with tiny.lock:  # hold the model so the request is surely still running when cancelled
+        worker.start()
+        deadline = time.monotonic() + 30
+        while "abc" not in handlers._running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert handlers.cancel(type("Request", (), {"session_hash": "other"})()) == 0  # not another user's
+        assert handlers.cancel(request) == 1
+    worker.join(60)
+    assert not worker.is_alive() and len(out) == 1
+    assert not any(isinstance(value, Image.Image) for value in out[0])  # nothing shown: it was cancelled
+    assert handlers.cancel(request) == 0  # nothing left running
+
+
 def test_build_demo_from_an_explainer(vit_dir):
     gr = pytest.importorskip("gradio")
     demo = __import__("moxi_hf.demo", fromlist=["build_demo"]).build_demo(Explainer.from_pretrained(vit_dir))

@@ -80,6 +80,66 @@ def needed_html(result) -> str:
             f'({html.escape(explanation.method)}, {explanation.curve}; the model predicts {explanation.predicted})</span>')
 
 
+class PageHandlers:
+    """The functions the page's buttons call, for one :class:`DemoModel` (user mistakes become ``gr.Error``)."""
+
+    def __init__(self, demo_model: DemoModel):
+        self.gr = import_gradio()
+        self.model = demo_model
+        self._running: dict[str, set[threading.Event]] = {}  # per browser session: its requests under way
+        self._guard = threading.Lock()
+
+    @staticmethod
+    def _session(request) -> str:
+        return getattr(request, "session_hash", None) or "local"
+
+    def _run(self, work, request, progress):
+        """``work(progress_fn, cancel_event)`` with this session's cancel event; messages instead of traces."""
+        gr = self.gr
+        event = threading.Event()
+        key = self._session(request)
+        with self._guard:
+            self._running.setdefault(key, set()).add(event)
+        try:
+            return work(lambda fraction, text: progress(fraction, desc=text), event)
+        except Cancelled:
+            gr.Warning("cancelled")
+            return None
+        except MoXIError as error:
+            raise gr.Error(str(error)) from None
+        finally:
+            with self._guard:
+                self._running.get(key, set()).discard(event)
+                if not self._running.get(key):
+                    self._running.pop(key, None)
+
+    def explain(self, image, method, curve, label, reward, grid, request=None, progress=None):
+        """(heatmap, "patches needed" HTML, curve, interaction picture update, explanation.json path)."""
+        gr = self.gr
+        result = self._run(lambda report, cancel: self.model.explain(
+            image, method, curve, parse_label(label), reward, parse_grid(grid), progress=report, cancel=cancel),
+            request, progress or gr.Progress())
+        if result is None:
+            return (gr.skip(),) * 5
+        interactions = gr.update(value=result.interactions, visible=result.interactions is not None)
+        return result.heatmap, needed_html(result), result.curve, interactions, result.json_path
+
+    def compare(self, image, curve, label, reward, grid, request=None, progress=None):
+        """The compare sheet of every method that applies."""
+        result = self._run(lambda report, cancel: self.model.compare(
+            image, curve, parse_label(label), reward, parse_grid(grid), progress=report, cancel=cancel),
+            request, progress or self.gr.Progress())
+        return self.gr.skip() if result is None else result[0]
+
+    def cancel(self, request=None) -> int:
+        """Cancel this session's running requests; returns how many were running."""
+        with self._guard:
+            events = list(self._running.get(self._session(request), ()))
+        for event in events:
+            event.set()
+        return len(events)
+
+
 def build_demo(demo_model: DemoModel | Explainer, samples=None,
                title: str = "MoXI: which patches does the classifier need?"):
     """The page (a ``gr.Blocks``) for one loaded model (an Explainer, or a DemoModel that wraps one).
@@ -92,43 +152,19 @@ def build_demo(demo_model: DemoModel | Explainer, samples=None,
     explainer = demo_model.explainer
     methods = demo_model.methods
     rows, cols = explainer.players.patch_grid
-    cancels: dict[str, threading.Event] = {}
+    handlers = PageHandlers(demo_model)
 
-    def _event(request) -> threading.Event:
-        key = getattr(request, "session_hash", None) or "local"
-        cancels[key] = threading.Event()
-        return cancels[key]
+    # Gradio finds the request and the progress bar by these parameters.
+    def explain(image, method, curve, label, reward, grid, request: gr.Request,
+                progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+        return handlers.explain(image, method, curve, label, reward, grid, request, progress)
 
-    def _progress(progress):
-        return lambda fraction, text: progress(fraction, desc=text)
-
-    def explain(image, method, curve, label, reward, grid, request: gr.Request, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
-        try:
-            result = demo_model.explain(image, method, curve, parse_label(label), reward, parse_grid(grid),
-                                        progress=_progress(progress), cancel=_event(request))
-        except Cancelled:
-            gr.Warning("cancelled")
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        except MoXIError as error:
-            raise gr.Error(str(error)) from None
-        interactions = gr.update(value=result.interactions, visible=result.interactions is not None)
-        return result.heatmap, needed_html(result), result.curve, interactions, result.json_path
-
-    def compare(image, curve, label, reward, grid, request: gr.Request, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
-        try:
-            sheet, _ = demo_model.compare(image, curve, parse_label(label), reward, parse_grid(grid),
-                                          progress=_progress(progress), cancel=_event(request))
-        except Cancelled:
-            gr.Warning("cancelled")
-            return gr.skip()
-        except MoXIError as error:
-            raise gr.Error(str(error)) from None
-        return sheet
+    def compare(image, curve, label, reward, grid, request: gr.Request,
+                progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+        return handlers.compare(image, curve, label, reward, grid, request, progress)
 
     def cancel(request: gr.Request):
-        event = cancels.get(getattr(request, "session_hash", None) or "local")
-        if event is not None:
-            event.set()
+        handlers.cancel(request)
 
     with gr.Blocks(title="moxi demo", analytics_enabled=False) as demo:
         gr.Markdown(f"## {title}\nModel: `{demo_model.title}` · {rows}x{cols} patches · "
