@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from moxi_hf import Explainer, MoXIError
@@ -136,6 +137,7 @@ def test_cancel_stops_a_running_request_and_frees_the_model(tiny):
     with pytest.raises(Cancelled):
         tiny.explain(image, "full-shapley", progress=progress, cancel=cancel)
     assert not tiny.lock.locked()
+    assert not torch.nn.modules.module._global_forward_pre_hooks  # the cancel check is gone with the request
     _same(tiny.explain(image, "full-shapley").explanation, before)  # nothing left behind
     with pytest.raises(Cancelled):  # cancelled before it got the model
         tiny.explain(image, "moxi", cancel=cancel)

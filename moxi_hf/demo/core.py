@@ -53,27 +53,18 @@ class Cancelled(MoXIError):
 
 
 # -- cancelling a running request ------------------------------------------------------------------
-# Explaining is one library call that may run for minutes; the page's cancel button sets the request's
-# event and the next module forward of that thread raises, so the model is free again right away (the
-# methods restore any model change in their own finally blocks).
+# Explaining is one library call that may run for minutes. While a cancellable request runs, a module
+# forward pre-hook checks that thread's cancel event, so the next forward pass after the page's cancel
+# button raises and the model is free again right away (the methods restore any change they made to
+# the model in their own finally blocks). The hook is removed when the request ends.
 
 _running = threading.local()
-_hook_lock = threading.Lock()
-_hook_installed = False
 
 
 def _raise_if_cancelled(module, args):
     event = getattr(_running, "cancel", None)
     if event is not None and event.is_set():
         raise Cancelled("cancelled")
-
-
-def _install_cancel_hook() -> None:
-    global _hook_installed
-    with _hook_lock:
-        if not _hook_installed:
-            torch.nn.modules.module.register_module_forward_pre_hook(_raise_if_cancelled)
-            _hook_installed = True
 
 
 def _progress_noop(fraction: float, text: str) -> None:
@@ -155,7 +146,6 @@ class DemoModel:
         self._explainers: dict[tuple[str, int | None], Explainer] = {(explainer.reward, None): explainer}
         self._methods: list[str] | None = None
         self.output_dir = Path(tempfile.mkdtemp(prefix="moxi-demo-"))
-        _install_cancel_hook()
 
     # -- choices -----------------------------------------------------------------------------------
 
@@ -217,10 +207,14 @@ class DemoModel:
         try:
             if cancel is not None and cancel.is_set():
                 raise Cancelled("cancelled")
+            if cancel is None:
+                return work()
             _running.cancel = cancel
+            hook = torch.nn.modules.module.register_module_forward_pre_hook(_raise_if_cancelled)
             try:
                 return work()
             finally:
+                hook.remove()
                 _running.cancel = None
         finally:
             self.lock.release()
