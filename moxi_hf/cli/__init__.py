@@ -23,6 +23,7 @@ COMMANDS = {
     "compare": "compare",
     "evaluate": "evaluate",
     "push": "push",
+    "demo": "demo",
 }
 
 

@@ -1,0 +1,357 @@
+"""The web demo: its plain functions against Explainer.explain, cancelling, concurrency, and the page in a browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from moxi_hf import Explainer, MoXIError
+from moxi_hf.defaults import default_model_path, default_sample_images
+from moxi_hf.demo import Cancelled, DemoModel, check_image, load_demo_model
+from moxi_hf.demo.core import MAX_IMAGE_SIDE, grid_choices, label_choices
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _digit(seed: int = 0, size: int = 16) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+def _same(a, b) -> None:
+    assert a.order == b.order
+    assert a.patches_needed == b.patches_needed
+    assert a.label == b.label and a.predicted == b.predicted
+    assert a.heatmap == b.heatmap
+    assert np.allclose(a.curve_probabilities, b.curve_probabilities, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tiny(vit_dir):
+    return DemoModel(Explainer.from_pretrained(vit_dir))
+
+
+@pytest.mark.parametrize("method", ["moxi", "gradcam", "attention-rollout"])
+@pytest.mark.parametrize("curve", ["insertion", "deletion"])
+def test_explain_equals_explainer(tiny, vit_dir, method, curve):
+    image = _digit(1)
+    result = tiny.explain(image, method, curve)
+    _same(result.explanation, Explainer.from_pretrained(vit_dir).explain(image, method, curve))
+    assert json.loads(Path(result.json_path).read_text()) == result.explanation.to_dict()
+    assert result.heatmap.size[0] > 100 and result.curve.size[0] > 100
+    if curve == "insertion":
+        assert result.needed_text.startswith(f"{result.explanation.patches_needed} of 16 patches")
+
+
+def test_label_reward_and_grid_equal_explainer(tiny, vit_dir):
+    image = _digit(2)
+    result = tiny.explain(image, "self-shapley", "insertion", label=3, reward="log-prob", players_grid=2)
+    expected = Explainer.from_pretrained(vit_dir, reward="log-prob", players_grid=2).explain(
+        image, "self-shapley", "insertion", label=3)
+    _same(result.explanation, expected)
+    assert result.explanation.grid == (2, 2) and result.explanation.label == 3
+    assert tiny.explainer_for("log-prob", 2) is tiny.explainer_for("log-prob", 2)  # built once
+    assert tiny.explainer_for("log-prob", 2).model is tiny.explainer.model  # the model is shared
+
+
+def test_interaction_picture_for_moxi_where_the_library_draws_it(tiny):
+    from moxi_hf import Explanation
+
+    image = _digit(11)
+    drawn = tiny.explain(image, "moxi").interactions
+    if hasattr(Explanation, "plot_interactions"):
+        assert drawn is not None and drawn.size[0] > 100
+    else:
+        assert drawn is None
+    assert tiny.explain(image, "gradcam").interactions is None
+
+
+def test_choices(tiny):
+    assert tiny.methods == ["moxi", "self-shapley", "full-shapley", "gradcam", "gradcam++", "attention-rollout"]
+    assert grid_choices(tiny.explainer) == [2]  # 4x4 patches
+    assert label_choices(tiny.explainer)[:2] == [("0: LABEL_0", 0), ("1: LABEL_1", 1)]
+
+
+def test_methods_that_apply_to_a_cnn(resnet_dir):
+    model = DemoModel(Explainer.from_pretrained(resnet_dir))
+    assert "attention-rollout" not in model.methods and "moxi" in model.methods
+    with pytest.raises(MoXIError, match="attention-rollout does not apply"):
+        model.explain(_digit(3, 32), "attention-rollout")
+
+
+@pytest.mark.parametrize("image, message", [
+    (None, "no image"),
+    (Image.new("RGB", (MAX_IMAGE_SIDE + 1, 4)), "limit"),
+    ("/nonexistent.png", "does not exist"),
+])
+def test_bad_images(image, message):
+    with pytest.raises(MoXIError, match=message):
+        check_image(image)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"players_grid": 3}, "does not divide"),
+    ({"label": 99}, "out of range"),
+    ({"reward": "odds"}, "unknown reward"),
+    ({"curve": "sideways"}, "unknown curve"),
+    ({"method": "lime"}, "does not apply"),
+])
+def test_impossible_options(tiny, kwargs, message):
+    with pytest.raises(MoXIError, match=message):
+        tiny.explain(_digit(4), **{"method": "moxi", **kwargs})
+
+
+def test_compare_sheet(tiny, vit_dir):
+    image = _digit(5)
+    sheet, record = tiny.compare(image, "insertion", methods=["moxi", "gradcam"])
+    assert sheet.size[0] > 300
+    expected = Explainer.from_pretrained(vit_dir).explain(image, "moxi", "insertion")
+    assert record["methods"]["moxi"]["explanation"]["order"] == expected.order
+    assert record["methods"]["moxi"]["insertion"]["patches_needed"] == expected.patches_needed
+
+
+def test_cancel_stops_a_running_request_and_frees_the_model(tiny):
+    image = _digit(6)
+    before = tiny.explain(image, "full-shapley").explanation
+    cancel = threading.Event()
+    calls = []
+
+    def progress(fraction, text):  # cancel once the request is under way
+        calls.append(text)
+        if text.startswith("explaining"):
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        tiny.explain(image, "full-shapley", progress=progress, cancel=cancel)
+    assert not tiny.lock.locked()
+    assert not torch.nn.modules.module._global_forward_pre_hooks  # the cancel check is gone with the request
+    _same(tiny.explain(image, "full-shapley").explanation, before)  # nothing left behind
+    with pytest.raises(Cancelled):  # cancelled before it got the model
+        tiny.explain(image, "moxi", cancel=cancel)
+
+
+def test_two_requests_at_once_get_their_own_results(tiny):
+    jobs = [(_digit(7), "attention-rollout", "insertion"), (_digit(8), "gradcam", "deletion"),
+            (_digit(9), "moxi", "deletion"), (_digit(10), "self-shapley", "insertion")]
+    sequential = [tiny.explain(*job).explanation for job in jobs]
+    start = threading.Barrier(len(jobs))
+    results: dict[int, object] = {}
+    errors: list[BaseException] = []
+
+    def work(index, job):
+        try:
+            start.wait()
+            results[index] = tiny.explain(*job).explanation
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(i, job)) for i, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    for index, expected in enumerate(sequential):
+        _same(results[index], expected)
+        assert results[index].method == jobs[index][1]
+
+
+def test_default_model_loaded_once():
+    first = load_demo_model()
+    assert load_demo_model() is first
+    assert [p.name for p in first.samples] == [p.name for p in default_sample_images()]
+
+
+def test_page_helpers():
+    from moxi_hf.demo.app import parse_grid, parse_label
+
+    assert parse_label("prediction") is None and parse_label("7") == 7
+    assert parse_grid("patch") is None and parse_grid("2") == 2
+    with pytest.raises(MoXIError):
+        parse_label("seven")
+
+
+def test_page_handlers(tiny, vit_dir):
+    gr = pytest.importorskip("gradio")
+    from moxi_hf.demo.app import PageHandlers
+
+    handlers = PageHandlers(tiny)
+    image = _digit(12)
+    heatmap, needed, curve, _, json_path = handlers.explain(image, "moxi", "deletion", "2", "log-odds", "patch")
+    expected = Explainer.from_pretrained(vit_dir).explain(image, "moxi", "deletion", label=2)
+    assert f'<span id="patches-needed-count">{expected.patches_needed}</span>' in needed
+    assert json.loads(Path(json_path).read_text())["order"] == expected.order
+    assert isinstance(heatmap, Image.Image) and isinstance(curve, Image.Image)
+    with pytest.raises(gr.Error, match="no image"):
+        handlers.explain(None, "moxi", "insertion", "prediction", "log-odds", "patch")
+    with pytest.raises(gr.Error, match="does not divide"):
+        handlers.compare(image, "insertion", "prediction", "log-odds", "3")
+
+
+def test_page_cancel_button_stops_the_sessions_request(tiny):
+    pytest.importorskip("gradio")
+    from moxi_hf.demo.app import PageHandlers
+
+    handlers = PageHandlers(tiny)
+    request = type("Request", (), {"session_hash": "abc"})()
+    out: list = []
+    worker = threading.Thread(target=lambda: out.append(handlers.explain(
+        _digit(13), "full-shapley", "insertion", "prediction", "log-odds", "patch", request)))
+    with tiny.lock:  # hold the model so the request is surely still running when cancelled
+        worker.start()
+        deadline = time.monotonic() + 30
+        while "abc" not in handlers._running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert handlers.cancel(type("Request", (), {"session_hash": "other"})()) == 0  # not another user's
+        assert handlers.cancel(request) == 1
+    worker.join(60)
+    assert not worker.is_alive() and len(out) == 1
+    assert not any(isinstance(value, Image.Image) for value in out[0])  # nothing shown: it was cancelled
+    assert handlers.cancel(request) == 0  # nothing left running
+
+
+def test_build_demo_from_an_explainer(vit_dir):
+    gr = pytest.importorskip("gradio")
+    demo = __import__("moxi_hf.demo", fromlist=["build_demo"]).build_demo(Explainer.from_pretrained(vit_dir))
+    assert isinstance(demo, gr.Blocks)
+    ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
+    assert {"image", "method", "run", "cancel", "heatmap", "patches-needed", "curve", "compare-sheet"} <= ids
+
+
+def test_cli_without_gradio_says_how_to_install(tmp_path):
+    (tmp_path / "gradio.py").write_text("raise ImportError('no gradio here')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    done = subprocess.run([sys.executable, "-m", "moxi_hf", "demo"], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+    assert done.returncode == 1
+    assert 'pip install -e ".[demo]"' in done.stderr and "Traceback" not in done.stderr
+
+
+def test_space_app_serves_the_default_model():
+    gr = pytest.importorskip("gradio")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("space_app", ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert isinstance(module.demo, gr.Blocks)
+    assert module.demo_model is load_demo_model()  # the same once-loaded model
+    assert Path(module.demo_model.explainer.name).resolve() == default_model_path().resolve()
+
+
+def _requirement_names(lines) -> set[str]:
+    import re
+
+    names = set()
+    for line in lines:
+        line = line.split("#")[0].strip()
+        if line and not line.startswith("-"):
+            names.add(re.split(r"[<>=!~\[ ;]", line)[0].lower().replace("_", "-"))
+    return names
+
+
+def test_space_requirements_match_pyproject():
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = _requirement_names(project["dependencies"] + project["optional-dependencies"]["demo"])
+    assert _requirement_names((ROOT / "requirements.txt").read_text().splitlines()) == wanted
+
+
+# -- end to end, in a real browser ------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_server(url: str, server: subprocess.Popen, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"moxi demo exited with {server.returncode}: {server.stdout.read()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"moxi demo did not answer on {url} within {timeout:.0f} s")
+
+
+@pytest.mark.skipif(CHROMIUM is None or not os.path.exists(CHROMEDRIVER),
+                    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; "
+                           ".ci/run installs them)")
+def test_page_in_a_browser(tmp_path):
+    pytest.importorskip("gradio")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    samples = default_sample_images()[:2]
+    explainer = Explainer.from_pretrained(default_model_path())
+    expected = [explainer.explain(sample, "moxi", "insertion") for sample in samples]
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    server = subprocess.Popen([sys.executable, "-m", "moxi_hf", "demo", "--port", str(port)], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    driver = None
+    try:
+        _wait_for_server(url, server)
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1050"):
+            options.add_argument(argument)
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        driver.get(url)
+        wait = WebDriverWait(driver, 120)
+        timings = []
+        for index, want in enumerate(expected):  # first request, then a second one on another digit
+            sample_buttons = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#samples button"))
+            sample_buttons[index].click()
+            wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#image img")))
+            old = [e.get_attribute("src") for e in driver.find_elements(By.CSS_SELECTOR, "#heatmap img")]
+            started = time.monotonic()
+            driver.find_element(By.ID, "run").click()
+            wait.until(lambda d, old=old: [e.get_attribute("src") for e in
+                                           d.find_elements(By.CSS_SELECTOR, "#heatmap img")] not in ([], old))
+            timings.append(time.monotonic() - started)
+            count = wait.until(ec.presence_of_element_located((By.ID, "patches-needed-count")))
+            assert int(count.text) == want.patches_needed
+            text = driver.find_element(By.ID, "patches-needed-text").text
+            assert f"of {want.n_players} patches needed to predict {want.label}" in text
+        wanted = os.environ.get("MOXI_SAVE_SCREENSHOT")
+        shot = ROOT / "docs" / "demo_screenshot.png" if wanted else tmp_path / "demo_screenshot.png"
+        time.sleep(0.5)  # let the progress overlay fade out
+        assert driver.save_screenshot(os.fspath(shot))
+        print(f"\nclick to heatmap: first {timings[0]:.2f} s, second {timings[1]:.2f} s; screenshot {shot}")
+    finally:
+        if driver is not None:
+            driver.quit()
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
