@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 
 import numpy as np
@@ -16,7 +17,6 @@ from moxi_hf.artifacts import (
     ROW_COLUMNS,
     artifact_dir_problem,
     check_artifact_dir,
-    curves_from_rows,
     is_artifact_dir,
     load_artifacts,
     save_artifacts,
@@ -24,6 +24,7 @@ from moxi_hf.artifacts import (
     write_card,
 )
 from moxi_hf.errors import MoXIError
+from moxi_hf.metrics import aggregate_curves
 from moxi_hf.explanation import Explanation
 
 LABELS = ["cat", "dog", "bird"]
@@ -78,7 +79,7 @@ CONFIG = {"model": "google/vit-base-patch16-224", "dataset": "ILSVRC/imagenet-1k
 @pytest.fixture
 def saved(tmp_path):
     rows = make_rows()
-    curves = curves_from_rows(rows)
+    curves = aggregate_curves(rows)
     out = tmp_path / "run"
     save_artifacts(out, rows, curves, dict(CONFIG), label_names=LABELS, plots={"curves": curves_plot()})
     return out, rows, curves
@@ -248,10 +249,11 @@ def test_save_explanations_from_a_real_model(tmp_path, vit_dir):
     artifacts = load_artifacts(out)
     assert len(artifacts.rows) == 4
     assert artifacts.rows["dataset_index"] == [0, 1, 0, 1]  # one index per distinct image
-    assert artifacts.rows["image"] == paths + paths
+    names = [os.path.basename(path) for path in paths]  # file names only: nothing of the file system
+    assert artifacts.rows["image"] == names + names
     assert artifacts.rows["order"][0] == explanations[0].order
     np.testing.assert_allclose(artifacts.rows["heatmap"][1], np.ravel(explanations[1].heatmap))
-    assert artifacts.config["kind"] == "explain" and artifacts.config["model"] == vit_dir
+    assert artifacts.config["kind"] == "explain" and artifacts.config["model"] == os.path.basename(vit_dir)
     assert artifacts.config["methods"] == ["self-shapley", "random"]
     entry = artifacts.curves["self-shapley"]["insertion"]
     assert set(entry) == set(CURVE_KEYS) and entry["num_images"] == 2

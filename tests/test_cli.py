@@ -124,7 +124,7 @@ def test_explain_default_writes_json_and_heatmap_per_sample(default_run, samples
         assert max(flat) == needed and sum(value > 0 for value in flat) == needed
         assert data["curve_predictions"][needed] == data["label"]
         assert all(p != data["label"] for p in data["curve_predictions"][1:needed])
-        assert Path(data["image"]).resolve() == sample.resolve()
+        assert data["image"] == sample.name  # relative to the folder given: nothing of the file system
         check_png(folder / "heatmap.png")
         # one summary line per image, naming the class and where the files went
         line = next(line for line in stdout.splitlines() if line.startswith(sample.name))

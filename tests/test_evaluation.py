@@ -23,7 +23,8 @@ from PIL import Image
 
 from moxi_hf.cli import main
 from moxi_hf.errors import MoXIError
-from moxi_hf.evaluation import EvaluationConfig, aggregate_curves, evaluate
+from moxi_hf.evaluation import EvaluationConfig, evaluate
+from moxi_hf.metrics import aggregate_curves
 
 REPO = Path(__file__).resolve().parent.parent
 NUM_IMAGES = 40
@@ -225,7 +226,7 @@ def test_two_processes_match_one(setup, single):
 
 KILLER = """
 import os, sys
-import moxi_hf.evaluation as evaluation
+import moxi_hf.evaluation.run as evaluation
 
 limit, written = int(os.environ["MOXI_TEST_KILL_AFTER"]), []
 original = evaluation._write_image_result
@@ -341,7 +342,7 @@ def test_streaming(setup, tmp_path):
 
 def test_default_methods_follow_the_model(resnet_dir, vit_dir):
     from moxi_hf import Explainer
-    from moxi_hf.evaluation import _methods_for
+    from moxi_hf.evaluation import methods_for as _methods_for
 
     cnn = Explainer.from_pretrained(resnet_dir)
     assert _methods_for(cnn, None) == ["moxi", "self-shapley", "full-shapley", "gradcam", "gradcam++"]

@@ -17,9 +17,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from hub_server import FakeHub  # noqa: E402
 from test_artifacts import CONFIG, LABELS, assert_rows_equal, curves_plot, make_rows  # noqa: E402
 
-from moxi_hf.artifacts import curves_from_rows, load_artifacts, save_artifacts  # noqa: E402
+from moxi_hf.artifacts import load_artifacts, save_artifacts  # noqa: E402
 from moxi_hf.cli import main  # noqa: E402
 from moxi_hf.errors import MoXIError  # noqa: E402
+from moxi_hf.metrics import aggregate_curves  # noqa: E402
 from moxi_hf.hub import push_artifacts, upload_file_list  # noqa: E402
 
 TOKEN = "hf_FakeWriteToken0123456789abcdefghij"
@@ -46,7 +47,7 @@ def run_dir(tmp_path):
     """A finished evaluation folder, plus what must never be uploaded: resume state and a temporary."""
     rows = make_rows()
     out = tmp_path / "run"
-    save_artifacts(out, rows, curves_from_rows(rows), dict(CONFIG), label_names=LABELS, plots={"curves": curves_plot()})
+    save_artifacts(out, rows, aggregate_curves(rows), dict(CONFIG), label_names=LABELS, plots={"curves": curves_plot()})
     (out / ".partial").mkdir()
     (out / ".partial" / "shard-0.json").write_text('{"done": [0, 1]}')
     (out / "data" / ".explanations.parquet.tmp").write_bytes(b"half-written")

@@ -61,6 +61,13 @@ def heatmap_from_order(order: torch.Tensor, needed: int, n_players: int) -> torc
     return heat
 
 
-def auc(curve: torch.Tensor) -> torch.Tensor:
-    """Area under a curve sampled at k = 0..P: its mean over the P + 1 points (last dim)."""
-    return curve.float().mean(dim=-1)
+def auc(curve):
+    """Area under a curve sampled at k = 0..P: its mean over the P + 1 points (last dim).
+
+    A tensor gives a float32 tensor; a list or NumPy array (aggregated curves) a float64 mean.
+    """
+    if isinstance(curve, torch.Tensor):
+        return curve.float().mean(dim=-1)
+    import numpy as np
+
+    return np.asarray(curve, dtype=np.float64).mean(axis=-1)
