@@ -360,3 +360,127 @@ def test_bad_inputs(setup, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", *common, "--num-images", "3", "--per-class", "1"])
     shutil.rmtree(tmp_path / "x", ignore_errors=True)
+
+
+# -- publishing: nothing of the local file system, pictures, re-plotting, push failures ----------
+
+
+def _leaks(folder: Path, needles: list[str]) -> list[str]:
+    """Files of ``folder`` (hidden ``.partial/`` excluded, parquet bytes included) containing a needle."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and ".partial" not in path.relative_to(folder).parts:
+            data = path.read_bytes()
+            found += [f"{path.relative_to(folder)}: {needle}" for needle in needles if needle.encode() in data]
+    return found
+
+
+@pytest.fixture(scope="module")
+def explained(setup):
+    """``moxi explain`` of one class folder of the evaluation's images, with the same model."""
+    output = setup["root"] / "explained"
+    assert main(["explain", "--model", str(setup["model"]), "--image", str(setup["data"] / "0"), "--method",
+                 "self-shapley", "--output-dir", str(output), "--quiet"]) == 0
+    return output
+
+
+def test_outputs_publish_nothing_of_the_file_system(setup, single, explained, tmp_path_factory):
+    needles = [str(tmp_path_factory.getbasetemp()), str(setup["root"]), str(Path.home())]
+    needles = [needle for needle in needles if len(needle) > 1]
+    assert _leaks(single, needles) == []
+    assert _leaks(explained, needles) == []
+    config = json.loads((single / "config.json").read_text())
+    assert config["model"] == "model" and config["dataset"] == "data"  # local folders by their name
+    assert config["schema_version"] == 2
+    # the hidden resume state may keep the absolute folders (it tells two folders of the same name apart)
+    assert json.loads((single / ".partial" / "source.json").read_text())["model"] == str(setup["model"])
+    rows = pq.read_table(explained / "data" / "explanations.parquet").to_pylist()
+    assert sorted(row["image"] for row in rows) == sorted(path.name for path in (setup["data"] / "0").iterdir())
+
+
+def test_pictures_are_an_image_feature_of_what_the_model_saw(setup, single, explained):
+    from datasets import Image as ImageFeature
+    from datasets import load_dataset
+    from transformers import AutoImageProcessor
+
+    from moxi_hf.plotting import model_view
+
+    processor = AutoImageProcessor.from_pretrained(setup["model"])
+    for folder in (single, explained):
+        images = load_dataset("parquet", data_files=str(folder / "data" / "images.parquet"), split="train")
+        assert isinstance(images.features["picture"], ImageFeature)
+        raw = pq.read_table(folder / "data" / "images.parquet").column("picture").to_pylist()
+        assert all(item["bytes"] and item["path"] is None for item in raw)  # bytes, never a local path
+        rows = pq.read_table(folder / "data" / "explanations.parquet").to_pylist()
+        assert {row["dataset_index"] for row in rows} == set(images["dataset_index"])
+        for example in images.select(range(2)):
+            source = setup["data"] / example["image"] if folder == single else setup["data"] / "0" / example["image"]
+            expected = np.asarray(model_view(Image.open(source), processor))
+            np.testing.assert_array_equal(np.asarray(example["picture"].convert("RGB")), expected)
+    card = (single / "README.md").read_text()
+    assert "config_name: images" in card and "data/images.parquet" in card
+
+
+def test_load_artifacts_replots_explain_and_evaluate_folders_alike(single, explained, tmp_path):
+    from matplotlib.figure import Figure
+
+    import moxi_hf
+
+    for folder in (explained, single):
+        artifacts = moxi_hf.load_artifacts(folder)
+        for metric in ("accuracy", "confidence"):
+            figure = artifacts.plot_curves(metric)
+            assert isinstance(figure, Figure)
+            lines = [line for ax in figure.axes for line in ax.get_lines()]
+            entries = [entry for by_curve in artifacts.curves.values() for entry in by_curve.values()]
+            assert len(lines) == len(entries) and all(entry["num_players"] == 16 for entry in entries)
+            np.testing.assert_allclose(sorted(lines[0].get_ydata()), sorted(entries[0][metric]))
+        grid = artifacts.plot_heatmaps()
+        assert isinstance(grid, Figure) and len(grid.axes) > 1
+        assert artifacts.schema_version == 2 and len(artifacts.pictures()) > 0
+        assert moxi_hf.Artifacts.from_pretrained(folder).curves == artifacts.curves
+        copy = artifacts.save_pretrained(tmp_path / folder.name)
+        assert not (copy / ".partial").exists() and moxi_hf.load_artifacts(copy).curves == artifacts.curves
+
+
+def test_folders_of_the_previous_release_still_load(explained, tmp_path):
+    """No schema_version, no num_players, no pictures: loads and re-plots the same way."""
+    import shutil as sh
+
+    import moxi_hf
+
+    old = tmp_path / "old"
+    sh.copytree(explained, old)
+    config = json.loads((old / "config.json").read_text())
+    del config["schema_version"]
+    (old / "config.json").write_text(json.dumps(config))
+    curves = json.loads((old / "curves.json").read_text())
+    for by_curve in curves.values():
+        for entry in by_curve.values():
+            del entry["num_players"]
+    (old / "curves.json").write_text(json.dumps(curves))
+    (old / "data" / "images.parquet").unlink()
+    artifacts = moxi_hf.load_artifacts(old)
+    assert artifacts.schema_version == 1 and artifacts.images is None and artifacts.pictures() == {}
+    assert artifacts.curves == moxi_hf.load_artifacts(explained).curves
+    assert artifacts.plot_curves().axes and artifacts.plot_heatmaps().axes
+
+
+def test_push_failure_keeps_results_and_says_how_to_retry(setup, tmp_path, monkeypatch, capsys):
+    import moxi_hf.hub
+
+    def offline(folder, repo, private=False):
+        raise MoXIError(f"could not reach the Hub at https://huggingface.co while creating dataset repo {repo}")
+
+    monkeypatch.setattr(moxi_hf.hub, "push_artifacts", offline)
+    output = tmp_path / "pushed"
+    code = main(["evaluate", *_args(setup, output, ["--num-images", "2", "--methods", "gradcam", "--curves",
+                                                    "insertion", "--push-to-hub", "tester/run"])])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "gradcam" in captured.out and "acc AUC" in captured.out  # the results were printed first
+    assert f"results saved in {output.resolve()}" in captured.err
+    last = captured.err.strip().splitlines()[-1]
+    assert last.startswith("moxi: error: could not reach the Hub") and "results are saved" in last
+    assert f"moxi push {output.resolve()} --repo-id tester/run" in last
+    assert (output / "README.md").is_file() and (output / "curves.json").is_file()

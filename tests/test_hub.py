@@ -123,8 +123,25 @@ def test_token_from_hf_token_environment(hub, run_dir, monkeypatch):
 
 
 def test_missing_token_is_a_clear_error(hub, run_dir):
-    with pytest.raises(MoXIError, match=r"authentication failed \(HTTP 401\).*hf auth login.*HF_TOKEN"):
+    with pytest.raises(MoXIError, match=r"no Hugging Face token.*hf auth login.*HF_TOKEN"):
         push_artifacts(run_dir, REPO, endpoint=hub.url)
+    assert hub.requests == []  # said before any request (offline too)
+
+
+def test_rejected_token_is_a_clear_error(hub, run_dir):
+    with pytest.raises(MoXIError, match=r"authentication failed \(HTTP 401\).*hf auth login.*HF_TOKEN"):
+        push_artifacts(run_dir, REPO, token="hf_NotTheRightToken000000000000000000", endpoint=hub.url)
+
+
+def test_cli_push_without_token_or_network(run_dir, monkeypatch, tmp_path, capfd):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
+    code = main(["push", str(run_dir), "--repo-id", REPO, "--endpoint", "http://127.0.0.1:9", "--quiet"])
+    err = capfd.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert "no Hugging Face token" in err and "hf auth login" in err and "HF_TOKEN" in err
 
 
 @pytest.mark.parametrize("failing", [("POST", r"^/api/repos/create$"), ("POST", r"/commit/")],
