@@ -58,7 +58,32 @@ _MOVED = {
 _SUBMODULES = ("artifacts", "cli", "errors", "evaluation", "explainer", "explanation", "hub", "images", "loading",
                "methods", "metrics", "modeling", "options", "players", "plotting", "removal", "value")
 
-__all__ = [*sorted(_EXPORTS), "__version__"]
+__all__ = [
+    "Artifacts",
+    "Attribution",
+    "ExplainableModel",
+    "Explainer",
+    "Explanation",
+    "METHODS",
+    "Method",
+    "MoXIError",
+    "PixelMasking",
+    "Players",
+    "REWARDS",
+    "RemovalAdapter",
+    "TokenRemoval",
+    "ValueFunction",
+    "aggregate_curves",
+    "auc",
+    "get_method",
+    "load_artifacts",
+    "load_explainable_model",
+    "measure_curves",
+    "model_view",
+    "push_artifacts",
+    "save_artifacts",
+    "__version__",
+]
 
 
 def __getattr__(name: str):

@@ -10,7 +10,7 @@ import torch
 from .errors import MoXIError
 from .explanation import Explanation
 from .images import ImageInput, preprocess
-from .loading import ExplainableModel, load_explainable_model, resolve_device, resolve_dtype, TOKEN_MODEL_TYPES
+from .loading import TOKEN_MODEL_TYPES, ExplainableModel, load_explainable_model, resolve_device, resolve_dtype
 from .methods import Method, get_method
 from .methods.base import check_curve
 from .metrics.curves import heatmap_from_order, measure_curves, patches_needed

@@ -173,8 +173,9 @@ def test_output_folder_selection_and_curves(setup, single):
 
 def test_curves_checked_by_hand(setup, single):
     """Re-measure some rows' curves by running the model on the kept patches directly."""
-    from moxi_hf import MoXIViTForImageClassification
     from transformers import AutoImageProcessor
+
+    from moxi_hf import MoXIViTForImageClassification
 
     model = MoXIViTForImageClassification.from_pretrained(setup["model"]).eval()
     processor = AutoImageProcessor.from_pretrained(setup["model"])

@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
 from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
+from artifact_rows import CONFIG, LABELS, assert_rows_equal, curves_plot, make_rows
+from hub_server import FakeHub
 from huggingface_hub import DatasetCard
 from huggingface_hub.utils import _detect_agent
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from hub_server import FakeHub  # noqa: E402
-from test_artifacts import CONFIG, LABELS, assert_rows_equal, curves_plot, make_rows  # noqa: E402
-
-from moxi_hf.artifacts import load_artifacts, save_artifacts  # noqa: E402
-from moxi_hf.cli import main  # noqa: E402
-from moxi_hf.errors import MoXIError  # noqa: E402
-from moxi_hf.metrics import aggregate_curves  # noqa: E402
-from moxi_hf.hub import push_artifacts, upload_file_list  # noqa: E402
+from moxi_hf.artifacts import load_artifacts, save_artifacts
+from moxi_hf.cli import main
+from moxi_hf.errors import MoXIError
+from moxi_hf.hub import push_artifacts, upload_file_list
+from moxi_hf.metrics import aggregate_curves
 
 TOKEN = "hf_FakeWriteToken0123456789abcdefghij"
 REPO = "tester/moxi-run"

@@ -10,7 +10,15 @@ from datasets import ClassLabel
 
 from ..fileio import atomic_write
 from .schema import (
-    CARD_FILE, CONFIG_FILE, CURVES_FILE, DATA_FILE, IMAGES_FILE, PLOTS_DIR, ROW_COLUMNS, image_features, row_features,
+    CARD_FILE,
+    CONFIG_FILE,
+    CURVES_FILE,
+    DATA_FILE,
+    IMAGES_FILE,
+    PLOTS_DIR,
+    ROW_COLUMNS,
+    image_features,
+    row_features,
 )
 
 __all__ = ["CARD_TAGS", "auc_table", "card_text", "iter_curves", "write_card"]

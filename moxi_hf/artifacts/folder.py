@@ -11,8 +11,18 @@ from ..fileio import atomic_write, package_versions, write_json
 from ..metrics import aggregate_curves
 from .card import write_card
 from .schema import (
-    CONFIG_FILE, CURVES_FILE, DATA_FILE, IMAGES_FILE, PARTIAL_DIR, PLOTS_DIR, SCHEMA_VERSION, CARD_FILE,
-    explanation_to_row, image_features, public_name, rows_to_dataset,
+    CARD_FILE,
+    CONFIG_FILE,
+    CURVES_FILE,
+    DATA_FILE,
+    IMAGES_FILE,
+    PARTIAL_DIR,
+    PLOTS_DIR,
+    SCHEMA_VERSION,
+    explanation_to_row,
+    image_features,
+    public_name,
+    rows_to_dataset,
 )
 
 __all__ = ["SECRET_KEYS", "artifact_dir_problem", "check_artifact_dir", "is_artifact_dir", "save_artifacts",
@@ -30,7 +40,7 @@ def _active_token() -> str | None:
         from huggingface_hub import get_token
 
         return get_token()
-    except Exception:  # noqa: BLE001 - no token source is fine here
+    except Exception:
         return None
 
 

@@ -17,11 +17,21 @@ from pathlib import Path
 from ..errors import MoXIError
 from ..options import CURVES, METHOD_NAMES
 from .common import (
-    InputImage, add_common_flags, add_method_option_flags, add_model_flags, batches, describe_class, load_explainer,
-    load_images, method_options, output_names, read_images, resolve_images,
+    InputImage,
+    add_common_flags,
+    add_method_option_flags,
+    add_model_flags,
+    batches,
+    describe_class,
+    load_explainer,
+    load_images,
+    method_options,
+    output_names,
+    read_images,
+    resolve_images,
 )
 
-__all__ = ["add_parser", "run", "compare_batch", "compare_images", "comparison_to_dict"]
+__all__ = ["add_parser", "compare_batch", "compare_images", "comparison_to_dict", "run"]
 
 DEFAULT_OUTPUT_DIR = "moxi-output"
 

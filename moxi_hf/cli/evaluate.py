@@ -12,7 +12,7 @@ import sys
 from ..options import CURVES, DTYPES, MASKINGS, METHOD_NAMES, METHOD_OPTIONS, REWARD_NAMES
 from .common import add_common_flags, add_method_option_flags, positive_int
 
-__all__ = ["add_parser", "run", "config_from_args"]
+__all__ = ["add_parser", "config_from_args", "run"]
 
 DEFAULT_OUTPUT_DIR = "moxi-evaluation"
 #: the defaults of the evaluation (kept here so `moxi evaluate --help` does not import the evaluation code)

@@ -18,11 +18,24 @@ from pathlib import Path
 from ..errors import MoXIError
 from ..options import CURVES, METHOD_NAMES
 from .common import (
-    InputImage, add_common_flags, add_method_option_flags, add_model_flags, batches, load_explainer, load_images,
-    method_options, model_label, output_names, print_line, read_images, remove_tree, resolve_images, summary_line,
+    InputImage,
+    add_common_flags,
+    add_method_option_flags,
+    add_model_flags,
+    batches,
+    load_explainer,
+    load_images,
+    method_options,
+    model_label,
+    output_names,
+    print_line,
+    read_images,
+    remove_tree,
+    resolve_images,
+    summary_line,
 )
 
-__all__ = ["add_parser", "run", "check_output_dir", "output_names"]
+__all__ = ["add_parser", "check_output_dir", "output_names", "run"]
 
 DEFAULT_OUTPUT_DIR = "moxi-output"
 

@@ -11,8 +11,15 @@ import numpy as np
 from ..errors import MoXIError
 from .config import EvaluationConfig
 
-__all__ = ["DataSource", "SELECT_BATCH", "check_label", "fetch_examples", "is_local", "open_dataset",
-           "shuffled_examples"]
+__all__ = [
+    "SELECT_BATCH",
+    "DataSource",
+    "check_label",
+    "fetch_examples",
+    "is_local",
+    "open_dataset",
+    "shuffled_examples",
+]
 
 #: images per forward pass while selecting correctly classified images (fixed: selection runs on the main process)
 SELECT_BATCH = 32
@@ -76,7 +83,7 @@ def open_dataset(config: EvaluationConfig) -> DataSource:
         else:
             root = None
             loaded = datasets.load_dataset(name, split=config.split or "validation", streaming=config.streaming)
-    except Exception as error:  # noqa: BLE001 - datasets raises many kinds here
+    except Exception as error:
         hint = "" if local else (
             "; gated datasets (ImageNet) need `hf auth login` or HF_TOKEN and accepting their terms on the Hub"
         )

@@ -19,7 +19,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ..artifacts import (
-    CONFIG_FILE, PARTIAL_DIR, explanation_to_row, public_name, publishable_config, run_settings, save_artifacts,
+    CONFIG_FILE,
+    PARTIAL_DIR,
+    explanation_to_row,
+    public_name,
+    publishable_config,
+    run_settings,
+    save_artifacts,
 )
 from ..errors import MoXIError
 from ..explainer import Explainer

@@ -9,7 +9,7 @@ import torch
 from ..errors import MoXIError
 from ..value import ValueFunction
 
-__all__ = ["CurveOutput", "curve_coalitions", "measure_curves", "patches_needed", "auc", "heatmap_from_order"]
+__all__ = ["CurveOutput", "auc", "curve_coalitions", "heatmap_from_order", "measure_curves", "patches_needed"]
 
 
 class CurveOutput(NamedTuple):
