@@ -68,23 +68,35 @@ def write_images(output_dir: str | os.PathLike, pictures: Sequence[tuple[int, st
     """Write ``(dataset_index, image name, PIL picture)`` once each to ``data/images.parquet`` as PNG bytes.
 
     The bytes are stored with no file path, so the ``datasets`` Image feature (and the Hub's viewer)
-    shows the picture and nothing of the local file system.
+    shows the picture and nothing of the local file system. Each picture is PNG (exact) unless a
+    JPEG is less than half its size (photographs: ~17 KB instead of ~83 KB at 224×224).
     """
     from datasets import Dataset
 
-    def png(picture) -> bytes:
-        buffer = io.BytesIO()
-        picture.convert("RGB").save(buffer, format="PNG", optimize=True)
-        return buffer.getvalue()
+    def encode(picture) -> bytes:
+        return encode_picture(picture)
 
     columns = {
         "dataset_index": [int(index) for index, _, _ in pictures],
         "image": [name or "" for _, name, _ in pictures],
-        "picture": [{"bytes": png(picture), "path": None} for _, _, picture in pictures],
+        "picture": [{"bytes": encode(picture), "path": None} for _, _, picture in pictures],
     }
     buffer = io.BytesIO()
     Dataset.from_dict(columns, features=image_features()).to_parquet(buffer)
     return atomic_write(Path(output_dir) / IMAGES_FILE, buffer.getvalue())
+
+
+#: JPEG quality for pictures stored as JPEG
+JPEG_QUALITY = 90
+
+
+def encode_picture(picture) -> bytes:
+    """PNG bytes of an RGB picture, or JPEG (quality 90) when that is less than half as large."""
+    picture = picture.convert("RGB")
+    png, jpeg = io.BytesIO(), io.BytesIO()
+    picture.save(png, format="PNG", optimize=True)
+    picture.save(jpeg, format="JPEG", quality=JPEG_QUALITY)
+    return jpeg.getvalue() if 2 * len(jpeg.getvalue()) < len(png.getvalue()) else png.getvalue()
 
 
 def _save_plots(output_dir: Path, plots) -> None:
