@@ -10,7 +10,14 @@ import torch
 from .errors import MoXIError
 from .explanation import Explanation
 from .images import ImageInput, preprocess
-from .loading import TOKEN_MODEL_TYPES, ExplainableModel, load_explainable_model, resolve_device, resolve_dtype
+from .loading import (
+    DEFAULT_PIXEL_GRID,
+    TOKEN_MODEL_TYPES,
+    ExplainableModel,
+    load_explainable_model,
+    resolve_device,
+    resolve_dtype,
+)
 from .methods import Method, get_method
 from .methods.base import check_curve
 from .metrics.curves import heatmap_from_order, measure_curves, patches_needed
@@ -20,6 +27,7 @@ from .modeling import (
     MoXIViTForImageClassification,
     _TokenRemovalClassifier,
 )
+from .options import MASKINGS
 from .players import Players
 from .removal import PixelMasking, RemovalAdapter, TokenRemoval
 from .value import DEFAULT_MAX_TOKENS, ValueFunction, check_reward
@@ -76,13 +84,13 @@ class Explainer:
     ):
         if adapter is None:
             model_type = getattr(getattr(model, "config", None), "model_type", None)
-            if masking not in ("auto", "token", "pixel"):
+            if masking not in MASKINGS:
                 raise MoXIError(f"unknown masking {masking!r}; choose one of auto, token, pixel")
             if masking == "token" or (masking == "auto" and model_type in TOKEN_MODEL_TYPES):
                 model = _as_token_model(model)
                 adapter = TokenRemoval(model)
             else:
-                grid = pixel_grid or (14, 14)
+                grid = pixel_grid or DEFAULT_PIXEL_GRID
                 adapter = PixelMasking(model, (grid, grid) if isinstance(grid, int) else tuple(grid), baseline)
         self.model = adapter.model
         self.model.eval()

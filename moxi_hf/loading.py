@@ -15,12 +15,12 @@ from .modeling import (
     MoXIDeiTForImageClassificationWithTeacher,
     MoXIViTForImageClassification,
 )
+from .options import MASKINGS
 from .removal import PixelMasking, RemovalAdapter, TokenRemoval
 
 __all__ = ["ExplainableModel", "load_explainable_model", "TOKEN_MODEL_TYPES", "resolve_dtype", "DEFAULT_PIXEL_GRID"]
 
 TOKEN_MODEL_TYPES = ("vit", "deit")
-MASKINGS = ("auto", "token", "pixel")
 #: Pixel-masking grid for models without patches: 14×14 cells, as ViT-B/16 at 224 px.
 DEFAULT_PIXEL_GRID = (14, 14)
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
