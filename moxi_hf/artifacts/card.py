@@ -20,6 +20,7 @@ from .schema import (
     image_features,
     row_features,
 )
+from .secrets import scrub_secrets
 
 __all__ = ["CARD_TAGS", "auc_table", "card_text", "iter_curves", "write_card"]
 
@@ -169,8 +170,6 @@ def write_card(output_dir: str | os.PathLike, config: dict | None = None, curves
     are the ``plots/*.png`` present in the folder.
     """
     from huggingface_hub import DatasetCard
-
-    from .folder import scrub_secrets
 
     output_dir = Path(output_dir)
     if config is None:

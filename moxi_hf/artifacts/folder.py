@@ -24,37 +24,14 @@ from .schema import (
     public_name,
     rows_to_dataset,
 )
+from .secrets import SECRET_KEYS, scrub_secrets
 
 __all__ = ["SECRET_KEYS", "artifact_dir_problem", "check_artifact_dir", "is_artifact_dir", "save_artifacts",
            "save_explanations", "scrub_secrets", "write_images", "write_rows"]
 
-#: config keys that may hold credentials; they are dropped before anything is written.
-SECRET_KEYS = frozenset({"token", "hf_token", "auth_token", "access_token", "use_auth_token", "api_key"})
 #: config keys naming a model or dataset: written by folder name when local (see :func:`public_name`)
 NAME_KEYS = ("model", "dataset")
 _REQUIRED = (DATA_FILE, CONFIG_FILE, CARD_FILE)
-
-
-def _active_token() -> str | None:
-    try:
-        from huggingface_hub import get_token
-
-        return get_token()
-    except Exception:
-        return None
-
-
-def scrub_secrets(value, secret: str | None = ...):
-    """Drop credential-like keys and any string containing the active HF token (recursively)."""
-    if secret is ...:
-        secret = _active_token()
-    if isinstance(value, dict):
-        return {key: scrub_secrets(item, secret) for key, item in value.items() if str(key).lower() not in SECRET_KEYS}
-    if isinstance(value, (list, tuple)):
-        return [scrub_secrets(item, secret) for item in value]
-    if isinstance(value, str) and secret and secret in value:
-        return value.replace(secret, "***")
-    return value
 
 
 def write_rows(output_dir: str | os.PathLike, rows: list[dict], label_names: list[str] | None = None) -> Path:
