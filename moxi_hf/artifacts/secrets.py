@@ -13,7 +13,7 @@ def _active_token() -> str | None:
         from huggingface_hub import get_token
 
         return get_token()
-    except Exception:
+    except Exception:  # noqa: BLE001 - no token source is fine here
         return None
 
 

@@ -16,7 +16,7 @@ import traceback
 from ..defaults import default_model_path
 from .common import add_common_flags
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "add_common_flags", "build_parser", "default_model_path", "main"]
 
 #: sub-command name -> module (inside moxi_hf.cli) that defines it
 COMMANDS = {
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("moxi: interrupted; finished results are kept", file=sys.stderr)
         return 130
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - one line for the user, traceback with --debug
         if args.debug:
             traceback.print_exc()
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

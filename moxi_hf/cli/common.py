@@ -19,9 +19,26 @@ from ..errors import MoXIError
 from ..options import DTYPES, MASKINGS, METHOD_OPTIONS, REWARD_NAMES, Option
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE", "InputImage", "add_common_flags", "add_method_option_flags", "add_model_flags", "batches",
-    "describe_class", "load_explainer", "load_images", "method_options", "model_label", "output_names",
-    "players_text", "positive_int", "print_line", "read_images", "resolve_images", "summary_line",
+    "DEFAULT_BATCH_SIZE",
+    "InputImage",
+    "add_common_flags",
+    "add_method_option_flags",
+    "add_model_flags",
+    "batches",
+    "describe_class",
+    "finish",
+    "load_explainer",
+    "load_images",
+    "method_options",
+    "model_label",
+    "output_names",
+    "players_text",
+    "positive_int",
+    "print_line",
+    "read_images",
+    "readable_images",
+    "resolve_images",
+    "summary_line",
 ]
 
 DEVICE_CHOICES = ("cpu", "cuda")
@@ -172,6 +189,28 @@ def read_images(images: Sequence[InputImage]) -> tuple[list[InputImage], list[st
         else:
             good.append(image)
     return good, bad
+
+
+def readable_images(args: argparse.Namespace) -> tuple[list[InputImage], list[str]]:
+    """The input images that can be read, and one message per one that cannot (each printed on stderr).
+
+    Raises MoXIError when none can be read, so a run with no usable image fails before loading the model.
+    """
+    images, bad = read_images(resolve_images(args))
+    if not images:
+        raise MoXIError(bad[0] if len(bad) == 1 else f"none of the {len(bad)} images could be read: {bad[0]}")
+    for message in bad:
+        print(f"moxi: skipping an image: {message}", file=sys.stderr)
+    return images, bad
+
+
+def finish(bad: Sequence[str], total: int) -> int:
+    """Exit code of a run: 1 (with a closing line) when some images could not be read, else 0."""
+    if not bad:
+        return 0
+    print(f"moxi: error: {len(bad)} of {total} images could not be read (listed above); the others are explained",
+          file=sys.stderr)
+    return 1
 
 
 def load_images(images: Sequence[InputImage]) -> list:

@@ -23,12 +23,12 @@ from .common import (
     add_model_flags,
     batches,
     describe_class,
+    finish,
     load_explainer,
     load_images,
     method_options,
     output_names,
-    read_images,
-    resolve_images,
+    readable_images,
 )
 
 __all__ = ["add_parser", "compare_batch", "compare_images", "comparison_to_dict", "run"]
@@ -204,19 +204,13 @@ def compare_images(explainer, images: Sequence[InputImage], names: Sequence[str]
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
     methods = list(dict.fromkeys(args.methods or METHOD_NAMES))
     explicit = bool(args.methods)
-    images, bad = read_images(resolve_images(args))  # fail fast on unreadable files, before loading the model
-    if not images:
-        raise MoXIError(bad[0] if len(bad) == 1 else f"none of the {len(bad)} images could be read: {bad[0]}")
-    for message in bad:
-        print(f"moxi: skipping an image: {message}", file=sys.stderr)
+    images, bad = readable_images(args)  # before loading the model
     explainer = load_explainer(args)
     names = output_names(images)
     results = compare_images(explainer, images, names, args, methods, explicit=explicit)
     if not args.quiet:
         print(f"Compared {len(results[0]['methods'])} method(s) on {len(images)} image(s): per image "
               f"{Path(args.output_dir)}{os.sep}<image>{os.sep}{{compare.png, compare.json}}")
-    return 1 if bad else 0
+    return finish(bad, len(bad) + len(images))

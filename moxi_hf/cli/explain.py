@@ -23,15 +23,15 @@ from .common import (
     add_method_option_flags,
     add_model_flags,
     batches,
+    finish,
     load_explainer,
     load_images,
     method_options,
     model_label,
     output_names,
     print_line,
-    read_images,
+    readable_images,
     remove_tree,
-    resolve_images,
     summary_line,
 )
 
@@ -149,11 +149,7 @@ def run(args: argparse.Namespace) -> int:
         raise MoXIError("--methods only applies with --compare (or use `moxi compare`)")
     output_dir = Path(args.output_dir)
     note = check_output_dir(output_dir, args.overwrite)
-    images, bad = read_images(resolve_images(args))
-    if not images:
-        raise MoXIError(bad[0] if len(bad) == 1 else f"none of the {len(bad)} images could be read: {bad[0]}")
-    for message in bad:
-        print(f"moxi: skipping an image: {message}", file=sys.stderr)
+    images, bad = readable_images(args)  # before loading the model
     explainer = load_explainer(args)
     names = output_names(images)
     staging = _staging_dir(output_dir)
@@ -180,8 +176,4 @@ def run(args: argparse.Namespace) -> int:
     print_line(args.quiet, f"Explained {len(explanations)} image(s) with {args.method} ({args.curve}) on "
                            f"{model_label(args, explainer)}: per image {output_dir}{os.sep}<image>{os.sep}{{{files}}}")
     print_line(args.quiet, f"All explanations as a dataset (parquet + card): {output_dir}{os.sep}")
-    if bad:
-        print(f"moxi: error: {len(bad)} of {len(bad) + len(images)} images could not be read (listed above); "
-              "the others are explained", file=sys.stderr)
-        return 1
-    return 0
+    return finish(bad, len(bad) + len(images))

@@ -83,7 +83,7 @@ def open_dataset(config: EvaluationConfig) -> DataSource:
         else:
             root = None
             loaded = datasets.load_dataset(name, split=config.split or "validation", streaming=config.streaming)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - datasets raises many kinds here
         hint = "" if local else (
             "; gated datasets (ImageNet) need `hf auth login` or HF_TOKEN and accepting their terms on the Hub"
         )
