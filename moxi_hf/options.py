@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CURVES", "DTYPES", "MASKINGS", "METHOD_NAMES", "METHOD_OPTIONS", "REWARD_NAMES", "Option", "flag_name"]
+__all__ = ["CURVES", "DEFAULT_DATASET", "DEFAULT_NUM_IMAGES", "DTYPES", "MASKINGS", "METHOD_NAMES", "METHOD_OPTIONS", "REWARD_NAMES", "Option", "flag_name"]
 
 #: method names in the order they are listed in help and errors
 METHOD_NAMES = ("moxi", "self-shapley", "full-shapley", "gradcam", "gradcam++", "attention-rollout")
@@ -19,6 +19,9 @@ CURVES = ("insertion", "deletion")
 MASKINGS = ("auto", "token", "pixel")
 REWARD_NAMES = ("log-odds", "log-prob", "logit")
 DTYPES = ("float32", "bfloat16")
+#: ``moxi evaluate`` defaults: the dataset and how many correctly classified images
+DEFAULT_DATASET = "ILSVRC/imagenet-1k"
+DEFAULT_NUM_IMAGES = 100
 
 
 @dataclass(frozen=True)

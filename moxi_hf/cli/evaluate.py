@@ -9,15 +9,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..options import CURVES, DTYPES, MASKINGS, METHOD_NAMES, METHOD_OPTIONS, REWARD_NAMES
+from ..options import (
+    CURVES,
+    DEFAULT_DATASET,
+    DEFAULT_NUM_IMAGES,
+    DTYPES,
+    MASKINGS,
+    METHOD_NAMES,
+    METHOD_OPTIONS,
+    REWARD_NAMES,
+)
 from .common import add_common_flags, add_method_option_flags, positive_int
 
 __all__ = ["add_parser", "config_from_args", "run"]
 
 DEFAULT_OUTPUT_DIR = "moxi-evaluation"
-#: the defaults of the evaluation (kept here so `moxi evaluate --help` does not import the evaluation code)
-DEFAULT_DATASET = "ILSVRC/imagenet-1k"
-DEFAULT_NUM_IMAGES = 100
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -8,15 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MoXIError
-from ..options import CURVES, METHOD_NAMES, METHOD_OPTIONS
+from ..options import CURVES, DEFAULT_DATASET, DEFAULT_NUM_IMAGES, METHOD_NAMES, METHOD_OPTIONS
 
 __all__ = ["DEFAULT_DATASET", "DEFAULT_MODEL", "DEFAULT_NUM_IMAGES", "EvaluationConfig", "default_model",
            "method_options"]
 
-DEFAULT_DATASET = "ILSVRC/imagenet-1k"
 #: The shipped checkpoint, used when no model is given (same default as ``moxi explain``).
 DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "models" / "moxi-vit-mnist")
-DEFAULT_NUM_IMAGES = 100
 
 
 def default_model() -> str:
