@@ -386,8 +386,8 @@ def _push(output_dir: Path, summary: dict, config: EvaluationConfig) -> None:
     from ..hub import push_artifacts
 
     if not config.quiet:
-        print(format_summary(summary))
-    print(f"results saved in {output_dir}; pushing to dataset repo {config.push_to_hub}", file=sys.stderr)
+        print(format_summary(summary), flush=True)
+        print(f"results saved in {output_dir}; pushing to dataset repo {config.push_to_hub}", file=sys.stderr)
     try:
         url = push_artifacts(output_dir, config.push_to_hub, private=config.hub_private)
     except MoXIError as error:
