@@ -36,7 +36,7 @@ def test_top_level_names_load_on_use():
     ("moxi_hf.evaluation", "aggregate_curves"),
     ("moxi_hf.evaluation", "plot_curves"),
     ("moxi_hf.evaluation", "package_versions"),
-    ("moxi_hf.cli.explain", "load_explainer"),
+    ("moxi_hf.cli.explain", "positive_int"),
 ])
 def test_moved_names_still_work_with_a_warning(module, name):
     import importlib

@@ -180,8 +180,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 #: helpers that lived here before moving to :mod:`moxi_hf.cli.common`; they keep working one release
-_MOVED = ("add_model_flags", "add_method_option_flags", "load_explainer", "resolve_images", "load_images",
-          "method_options", "batches", "describe_class", "players_text", "summary_line", "model_label", "positive_int")
+_MOVED = ("resolve_images", "describe_class", "players_text", "positive_int")
 
 
 def __getattr__(name: str):
