@@ -400,6 +400,7 @@ def test_outputs_publish_nothing_of_the_file_system(setup, single, explained, tm
 
 
 def test_pictures_are_an_image_feature_of_what_the_model_saw(setup, single, explained):
+    """Small runs carry the picture in every row (a datasets Image feature, encoded bytes, no path)."""
     from datasets import Image as ImageFeature
     from datasets import load_dataset
     from transformers import AutoImageProcessor
@@ -407,19 +408,46 @@ def test_pictures_are_an_image_feature_of_what_the_model_saw(setup, single, expl
     from moxi_hf.plotting import model_view
 
     processor = AutoImageProcessor.from_pretrained(setup["model"])
-    for folder in (single, explained):
-        images = load_dataset("parquet", data_files=str(folder / "data" / "images.parquet"), split="train")
-        assert isinstance(images.features["picture"], ImageFeature)
-        raw = pq.read_table(folder / "data" / "images.parquet").column("picture").to_pylist()
+    for folder, root in ((single, setup["data"]), (explained, setup["data"] / "0")):
+        assert json.loads((folder / "config.json").read_text())["pictures"] == "rows"
+        assert not (folder / "data" / "images.parquet").exists()
+        rows = load_dataset(str(folder), split="train")  # the card's default config
+        assert isinstance(rows.features["picture"], ImageFeature)
+        raw = pq.read_table(folder / "data" / "explanations.parquet").column("picture").to_pylist()
         assert all(item["bytes"] and item["path"] is None for item in raw)  # bytes, never a local path
-        rows = pq.read_table(folder / "data" / "explanations.parquet").to_pylist()
-        assert {row["dataset_index"] for row in rows} == set(images["dataset_index"])
-        for example in images.select(range(2)):
-            source = setup["data"] / example["image"] if folder == single else setup["data"] / "0" / example["image"]
-            expected = np.asarray(model_view(Image.open(source), processor))
-            np.testing.assert_array_equal(np.asarray(example["picture"].convert("RGB")), expected)
-    card = (single / "README.md").read_text()
-    assert "config_name: images" in card and "data/images.parquet" in card
+        for row in rows.select(range(2)):
+            expected = np.asarray(model_view(Image.open(root / row["image"]), processor))
+            np.testing.assert_array_equal(np.asarray(row["picture"].convert("RGB")), expected)
+
+
+def test_large_runs_store_each_picture_once_in_its_own_config(tmp_path, monkeypatch):
+    from datasets import Image as ImageFeature
+    from datasets import load_dataset
+    from huggingface_hub import DatasetCard
+
+    import moxi_hf
+    from moxi_hf.artifacts import folder as artifact_folder
+    from moxi_hf.artifacts import save_artifacts
+
+    rows = [{"dataset_index": index, "image": f"{index}.png", "label": 0, "predicted": 0, "method": method,
+             "curve": "insertion", "order": [0, 1, 2, 3], "scores": None, "heatmap": [1.0, 0, 0, 0],
+             "patches_needed": 1, "accuracy_curve": [0.0, 1, 1, 1, 1], "confidence_curve": [0.1, 0.9, 0.9, 0.9, 0.9],
+             "grid_rows": 2, "grid_cols": 2} for index in range(3) for method in ("moxi", "gradcam")]
+    rng = np.random.default_rng(0)
+    pictures = [(index, f"{index}.png", Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)))
+                for index in range(3)]
+    monkeypatch.setattr(artifact_folder, "ROW_PICTURES_MAX_BYTES", 100)  # as if the pictures were large
+    out = save_artifacts(tmp_path / "big", rows, None, {"methods": ["moxi", "gradcam"]}, pictures=pictures)
+    assert json.loads((out / "config.json").read_text())["pictures"] == "images"
+    assert "picture" not in pq.read_schema(out / "data" / "explanations.parquet").names
+    images = load_dataset(str(out), "images", split="train")
+    assert isinstance(images.features["picture"], ImageFeature) and images["dataset_index"] == [0, 1, 2]
+    card = DatasetCard.load(out / "README.md").data.to_dict()
+    assert [config["config_name"] for config in card["configs"]] == ["default", "images"]
+    loaded = moxi_hf.load_artifacts(out)
+    assert sorted(loaded.pictures()) == [0, 1, 2]
+    np.testing.assert_array_equal(np.asarray(loaded.pictures()[1]), np.asarray(pictures[1][2]))
+    assert len(loaded.plot_heatmaps().axes) == 3 * 3
 
 
 def test_load_artifacts_replots_explain_and_evaluate_folders_alike(single, explained, tmp_path):
@@ -460,7 +488,10 @@ def test_folders_of_the_previous_release_still_load(explained, tmp_path):
         for entry in by_curve.values():
             del entry["num_players"]
     (old / "curves.json").write_text(json.dumps(curves))
-    (old / "data" / "images.parquet").unlink()
+    from moxi_hf.artifacts import write_rows
+
+    rows = pq.read_table(old / "data" / "explanations.parquet").drop(["picture"]).to_pylist()
+    write_rows(old, rows, config["label_names"])  # the rows as the previous release wrote them
     artifacts = moxi_hf.load_artifacts(old)
     assert artifacts.schema_version == 1 and artifacts.images is None and artifacts.pictures() == {}
     assert artifacts.curves == moxi_hf.load_artifacts(explained).curves

@@ -114,7 +114,12 @@ def _results(config: dict, curves: dict) -> list[list[str]]:
 
 def card_text(config: dict, curves: dict, num_rows: int, label_names: list[str] | None = None,
               plots: list[str] | None = None, license: str | None = None, has_images: bool = False) -> str:
-    """The dataset card (YAML metadata + Markdown body) of an artifact folder, as text."""
+    """The dataset card (YAML metadata + Markdown body) of an artifact folder, as text.
+
+    ``has_images``: the folder has ``data/images.parquet``; ``config["pictures"] == "rows"``: the
+    rows carry a ``picture`` column.
+    """
+    in_rows = config.get("pictures") == "rows"
     from huggingface_hub import DatasetCard, DatasetCardData
 
     model, dataset = config.get("model"), config.get("dataset")
@@ -131,7 +136,9 @@ def card_text(config: dict, curves: dict, num_rows: int, label_names: list[str] 
         source_datasets=[dataset] if looks_like_repo_id(dataset) else None,
         tags=list(CARD_TAGS),
         configs=configs,
-        dataset_info={"features": row_features(label_names)._to_yaml_list()},
+        dataset_info=[{"config_name": "default", "features": row_features(label_names)._to_yaml_list()},
+                      {"config_name": "images", "features": image_features()._to_yaml_list()}]
+        if has_images else {"features": row_features(label_names, with_picture=in_rows)._to_yaml_list()},
         **extra,
     )
     settings = [(key, _format_value(value)) for key, value in config.items()
@@ -142,9 +149,9 @@ def card_text(config: dict, curves: dict, num_rows: int, label_names: list[str] 
     versions = config.get("versions")
     features = row_features(label_names)
     columns = [(name, _feature_type(features[name]), meaning) for name, meaning in ROW_COLUMNS.items()]
-    if has_images:
-        columns.append(("picture (images config)", _feature_type(image_features()["picture"]),
-                        "the picture the model saw, PNG bytes"))
+    if has_images or in_rows:
+        columns.append(("picture" + ("" if in_rows else " (config `images`)"), "image",
+                        "the picture the model saw (resized and cropped by its processor), PNG or JPEG bytes"))
     source = (f" on `{dataset}`" + (f" ({config['split']} split)" if config.get("split") else "")) if dataset else ""
     card = DatasetCard.from_template(
         data, template_str=TEMPLATE_PATH.read_text(encoding="utf-8"),

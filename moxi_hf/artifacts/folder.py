@@ -27,40 +27,53 @@ from .schema import (
 from .secrets import SECRET_KEYS, scrub_secrets
 
 __all__ = ["SECRET_KEYS", "artifact_dir_problem", "check_artifact_dir", "is_artifact_dir", "save_artifacts",
-           "save_explanations", "scrub_secrets", "write_images", "write_rows"]
+           "save_explanations", "scrub_secrets", "write_images", "write_rows", "picture_layout", "encode_picture",
+           "ROW_PICTURES_MAX_BYTES"]
 
 #: config keys naming a model or dataset: written by folder name when local (see :func:`public_name`)
 NAME_KEYS = ("model", "dataset")
 _REQUIRED = (DATA_FILE, CONFIG_FILE, CARD_FILE)
 
 
-def write_rows(output_dir: str | os.PathLike, rows: list[dict], label_names: list[str] | None = None) -> Path:
-    """Write rows to ``output_dir/data/explanations.parquet`` atomically; returns the path."""
+#: pictures go into every row while all the copies together stay under this size; above, once each
+#: in ``data/images.parquet`` (config ``images``), rows referring to them by ``dataset_index``
+ROW_PICTURES_MAX_BYTES = 20_000_000
+
+
+def write_rows(output_dir: str | os.PathLike, rows: list[dict], label_names: list[str] | None = None,
+               pictures: dict[int, bytes] | None = None) -> Path:
+    """Write rows (with a ``picture`` column when ``pictures`` are given) to ``data/explanations.parquet`` atomically."""
     buffer = io.BytesIO()
-    rows_to_dataset(rows, label_names).to_parquet(buffer)
+    rows_to_dataset(rows, label_names, pictures).to_parquet(buffer)
     return atomic_write(Path(output_dir) / DATA_FILE, buffer.getvalue())
 
 
-def write_images(output_dir: str | os.PathLike, pictures: Sequence[tuple[int, str | None, object]]) -> Path:
-    """Write ``(dataset_index, image name, PIL picture)`` once each to ``data/images.parquet`` as PNG bytes.
+def write_images(output_dir: str | os.PathLike, pictures: Sequence[tuple[int, str | None, bytes]]) -> Path:
+    """Write ``(dataset_index, image name, encoded picture)`` once each to ``data/images.parquet``.
 
     The bytes are stored with no file path, so the ``datasets`` Image feature (and the Hub's viewer)
-    shows the picture and nothing of the local file system. Each picture is PNG (exact) unless a
-    JPEG is less than half its size (photographs: ~17 KB instead of ~83 KB at 224×224).
+    shows the picture and nothing of the local file system.
     """
     from datasets import Dataset
-
-    def encode(picture) -> bytes:
-        return encode_picture(picture)
 
     columns = {
         "dataset_index": [int(index) for index, _, _ in pictures],
         "image": [name or "" for _, name, _ in pictures],
-        "picture": [{"bytes": encode(picture), "path": None} for _, _, picture in pictures],
+        "picture": [{"bytes": data, "path": None} for _, _, data in pictures],
     }
     buffer = io.BytesIO()
     Dataset.from_dict(columns, features=image_features()).to_parquet(buffer)
     return atomic_write(Path(output_dir) / IMAGES_FILE, buffer.getvalue())
+
+
+def picture_layout(rows: list[dict], encoded: dict[int, bytes]) -> str:
+    """``"rows"`` (a picture in every row) or ``"images"`` (once each, own config), chosen by the bytes written.
+
+    A picture per row repeats each image once per method and curve; that is kept only while all
+    the copies stay under :data:`ROW_PICTURES_MAX_BYTES`.
+    """
+    repeated = sum(len(encoded.get(row["dataset_index"], b"")) for row in rows)
+    return "rows" if repeated <= ROW_PICTURES_MAX_BYTES else "images"
 
 
 #: JPEG quality for pictures stored as JPEG
@@ -113,8 +126,9 @@ def save_artifacts(output_dir: str | os.PathLike, rows: list[dict], curves: dict
     ``config``: the run settings (JSON-able); credential-like keys are dropped, local model/dataset
     folders are written by name, and package versions are added under ``"versions"``. ``plots``:
     ``{name: Figure | path | bytes}`` or PNG paths, written to ``plots/``. ``pictures``:
-    ``(dataset_index, name, PIL image)`` of the pictures the model saw, written once each to
-    ``data/images.parquet``. Every file is written atomically; the card comes last.
+    ``(dataset_index, name, PIL image)`` of the pictures the model saw: a ``picture`` column of the
+    rows or ``data/images.parquet``, chosen by size (:func:`picture_layout`; ``config["pictures"]``
+    records which). Every file is written atomically; the card comes last.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -126,9 +140,15 @@ def save_artifacts(output_dir: str | os.PathLike, rows: list[dict], curves: dict
     config.setdefault("versions", package_versions())
     if curves is None:
         curves = aggregate_curves(rows)
-    write_rows(output_dir, rows, label_names)
-    if pictures:
-        write_images(output_dir, pictures)
+    encoded = {int(index): encode_picture(picture) for index, _, picture in pictures or ()}
+    layout = picture_layout(rows, encoded) if encoded else None
+    config["pictures"] = layout
+    write_rows(output_dir, rows, label_names, encoded if layout == "rows" else None)
+    stale = output_dir / IMAGES_FILE
+    if layout == "images":
+        write_images(output_dir, [(index, name, encoded[int(index)]) for index, name, _ in pictures])
+    elif stale.is_file():
+        stale.unlink()
     write_json(output_dir / CURVES_FILE, scrub_secrets(curves or {}))
     write_json(output_dir / CONFIG_FILE, config)
     _save_plots(output_dir, plots)

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import MoXIError
 from .card import auc_table, looks_like_repo_id
 from .folder import check_artifact_dir
-from .schema import CARD_FILE, CONFIG_FILE, CURVES_FILE, DATA_FILE, IMAGES_FILE, PLOTS_DIR
+from .schema import CARD_FILE, CONFIG_FILE, CURVES_FILE, DATA_FILE, IMAGES_FILE, PICTURE_COLUMN, PLOTS_DIR
 
 __all__ = ["Artifacts", "load_artifacts"]
 
@@ -20,8 +20,9 @@ __all__ = ["Artifacts", "load_artifacts"]
 class Artifacts:
     """An artifact folder: ``rows`` (datasets.Dataset), ``curves``, ``config``, ``card``, ``path``, ``images``.
 
-    ``images`` (a Dataset with ``dataset_index``, ``image``, ``picture``) is None for folders
-    written without pictures (schema version 1).
+    The pictures the model saw are a ``picture`` column of ``rows`` (small runs) or ``images`` (a
+    Dataset with ``dataset_index``, ``image``, ``picture``); folders without pictures (schema
+    version 1, Hub datasets not embedded) have neither.
     """
 
     path: Path
@@ -53,6 +54,12 @@ class Artifacts:
 
     def pictures(self) -> dict[int, object]:
         """dataset_index -> the picture the model saw (PIL), for folders that hold them."""
+        if PICTURE_COLUMN in self.rows.features:
+            found: dict[int, object] = {}
+            for index, position in zip(self.rows["dataset_index"], range(len(self.rows))):
+                if int(index) not in found:
+                    found[int(index)] = self.rows[position][PICTURE_COLUMN]
+            return found
         if self.images is None:
             return {}
         return {int(index): picture for index, picture in zip(self.images["dataset_index"], self.images["picture"])}

@@ -9,7 +9,8 @@ from datasets import ClassLabel, Dataset, Features, Sequence, Value
 from datasets import Image as ImageFeature
 
 __all__ = [
-    "CARD_FILE", "CONFIG_FILE", "CURVES_FILE", "DATA_FILE", "IMAGES_FILE", "PARTIAL_DIR", "PLOTS_DIR", "ROW_COLUMNS",
+    "CARD_FILE", "CONFIG_FILE", "CURVES_FILE", "DATA_FILE", "IMAGES_FILE", "PARTIAL_DIR", "PICTURE_COLUMN", "PLOTS_DIR",
+    "ROW_COLUMNS",
     "SCHEMA_VERSION", "explanation_to_row", "image_features", "public_name", "row_features", "rows_to_dataset",
 ]
 
@@ -62,9 +63,13 @@ def public_name(value: str | os.PathLike | None) -> str | None:
     return text
 
 
-def row_features(label_names: list[str] | None = None) -> Features:
+#: the column that holds the picture in the rows when the pictures are small enough to repeat per row
+PICTURE_COLUMN = "picture"
+
+
+def row_features(label_names: list[str] | None = None, with_picture: bool = False) -> Features:
     label = ClassLabel(names=list(label_names)) if label_names else Value("int64")
-    return Features({
+    features = Features({
         "dataset_index": Value("int64"),
         "image": Value("string"),
         "label": label,
@@ -80,18 +85,27 @@ def row_features(label_names: list[str] | None = None) -> Features:
         "grid_rows": Value("int64"),
         "grid_cols": Value("int64"),
     })
+    if with_picture:
+        features[PICTURE_COLUMN] = ImageFeature()
+    return features
 
 
 def image_features() -> Features:
     return Features({"dataset_index": Value("int64"), "image": Value("string"), "picture": ImageFeature()})
 
 
-def rows_to_dataset(rows: list[dict], label_names: list[str] | None = None) -> Dataset:
-    """Rows (dicts with ROW_COLUMNS keys) -> a ``datasets.Dataset`` with the fixed features."""
+def rows_to_dataset(rows: list[dict], label_names: list[str] | None = None,
+                    pictures: dict[int, bytes] | None = None) -> Dataset:
+    """Rows (dicts with ROW_COLUMNS keys) -> a ``datasets.Dataset`` with the fixed features.
+
+    ``pictures``: dataset_index -> encoded picture, stored in a ``picture`` column (Image feature).
+    """
     columns = {name: [row.get(name) for row in rows] for name in ROW_COLUMNS}
     columns["scores"] = [list(value) if value is not None else [] for value in columns["scores"]]
     columns["image"] = [value if value is not None else "" for value in columns["image"]]
-    return Dataset.from_dict(columns, features=row_features(label_names))
+    if pictures is not None:
+        columns[PICTURE_COLUMN] = [{"bytes": pictures.get(row["dataset_index"]), "path": None} for row in rows]
+    return Dataset.from_dict(columns, features=row_features(label_names, with_picture=pictures is not None))
 
 
 def explanation_to_row(explanation, dataset_index: int = 0, accuracy_curve=None, confidence_curve=None,
