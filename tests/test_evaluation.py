@@ -516,3 +516,21 @@ def test_push_failure_keeps_results_and_says_how_to_retry(setup, tmp_path, monke
     assert last.startswith("moxi: error: could not reach the Hub") and "results are saved" in last
     assert f"moxi push {output.resolve()} --repo-id tester/run" in last
     assert (output / "README.md").is_file() and (output / "curves.json").is_file()
+
+
+def test_hub_datasets_are_referred_to_unless_embedding_is_asked(setup, tmp_path, monkeypatch):
+    import moxi_hf.evaluation.run as run
+
+    monkeypatch.setattr(run, "is_local", lambda path: False)  # take the local folder for a Hub dataset
+    small = ["--num-images", "2", "--methods", "gradcam", "--curves", "insertion", "--quiet"]
+    assert main(["evaluate", *_args(setup, tmp_path / "refer", small)]) == 0
+    config = json.loads((tmp_path / "refer" / "config.json").read_text())
+    assert config["embed_images"] is False and config.get("pictures") is None
+    assert "picture" not in pq.read_schema(tmp_path / "refer" / "data" / "explanations.parquet").names
+    assert not (tmp_path / "refer" / "data" / "images.parquet").exists()
+    assert config["dataset"] == "data" and config["split"]  # the rows refer to dataset + split + index
+
+    assert main(["evaluate", *_args(setup, tmp_path / "embed", [*small, "--embed-images"])]) == 0
+    config = json.loads((tmp_path / "embed" / "config.json").read_text())
+    assert config["embed_images"] is True and config["pictures"] == "rows"
+    assert "picture" in pq.read_schema(tmp_path / "embed" / "data" / "explanations.parquet").names
