@@ -85,7 +85,7 @@ class Explanation:
         return cls.from_dict(json.loads(text))
 
     def plot(self, path: str | os.PathLike | None = None, image=None, ax=None, title: str | None = None):
-        """The heatmap over the model's view of the image (or ``image``); a PNG at ``path`` when given. Returns the figure.
+        """The heatmap over the model's view of the image (or ``image``); a PNG at ``path``. Returns the figure.
 
         Built on ``matplotlib.figure.Figure``: the notebook's or script's backend is never switched.
         """

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CURVES", "DEFAULT_DATASET", "DEFAULT_NUM_IMAGES", "DTYPES", "MASKINGS", "METHOD_NAMES", "METHOD_OPTIONS", "REWARD_NAMES", "Option", "flag_name"]
+__all__ = ["CURVES", "DEFAULT_DATASET", "DEFAULT_NUM_IMAGES", "DTYPES", "MASKINGS", "METHOD_NAMES", "METHOD_OPTIONS",
+           "REWARD_NAMES", "Option", "flag_name"]
 
 #: method names in the order they are listed in help and errors
 METHOD_NAMES = ("moxi", "self-shapley", "full-shapley", "gradcam", "gradcam++", "attention-rollout")

@@ -42,7 +42,7 @@ ROW_PICTURES_MAX_BYTES = 20_000_000
 
 def write_rows(output_dir: str | os.PathLike, rows: list[dict], label_names: list[str] | None = None,
                pictures: dict[int, bytes] | None = None) -> Path:
-    """Write rows (with a ``picture`` column when ``pictures`` are given) to ``data/explanations.parquet`` atomically."""
+    """Write rows to ``data/explanations.parquet`` atomically (a ``picture`` column when ``pictures`` are given)."""
     buffer = io.BytesIO()
     rows_to_dataset(rows, label_names, pictures).to_parquet(buffer)
     return atomic_write(Path(output_dir) / DATA_FILE, buffer.getvalue())

@@ -76,7 +76,8 @@ def add_model_flags(parser: argparse.ArgumentParser, output_help: str, default_o
     group.add_argument("--reward", choices=REWARD_NAMES, default="log-odds",
                        help="value of a coalition from the label's logit (default: log-odds)")
     group.add_argument("--players-grid", type=positive_int, metavar="G",
-                       help="G×G players, each a block of patches; G must divide the patch grid (default: one per patch)")
+                       help="G×G players, each a block of patches; G must divide the patch grid "
+                            "(default: one per patch)")
     group.add_argument("--dtype", choices=DTYPES, default="float32", help="model dtype (default: float32)")
     group.add_argument("--device", choices=DEVICE_CHOICES, default="cpu", help="default: cpu")
     group.add_argument("--output-dir", default=default_output, metavar="DIR",
@@ -111,8 +112,8 @@ def add_method_option_flags(parser: argparse.ArgumentParser, curve_safe_only: bo
             group.add_argument(flag, action="store_true", default=option.default if defaults else None, help=text)
         else:
             group.add_argument(flag, type=positive_int if option.name == "num_samples" else option.type,
-                               default=option.default if defaults else None, metavar=option.name.split("_")[-1][0].upper(),
-                               help=text)
+                               default=option.default if defaults else None,
+                               metavar=option.name.split("_")[-1][0].upper(), help=text)
 
 
 def method_options(method: str, args: argparse.Namespace, strict: bool = True, curve_safe_only: bool = False) -> dict:

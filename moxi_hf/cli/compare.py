@@ -195,7 +195,8 @@ def compare_images(explainer, images: Sequence[InputImage], names: Sequence[str]
                 write_json(folder / name / "compare.json", comparison_to_dict(result, image.name))
                 if not args.quiet:
                     needed = ", ".join(f"{m} {r[args.curve]['patches_needed']}" for m, r in result["methods"].items())
-                    tqdm.write(f"{image.path.name}: predicted {describe_class(result['predicted'], result['predicted_name'])}"
+                    predicted = describe_class(result["predicted"], result["predicted_name"])
+                    tqdm.write(f"{image.path.name}: predicted {predicted}"
                                f"; patches needed ({args.curve}): {needed} -> {output_dir / name / 'compare.png'}",
                                file=sys.stdout)
                 results.append(result)

@@ -1,4 +1,4 @@
-"""``moxi explain``: explain images with one method; an artifact folder with ``<image>/explanation.json`` and ``heatmap.png``.
+"""``moxi explain``: explain images with one method; an artifact folder plus ``<image>/explanation.json``, ``heatmap.png``.
 
 Without ``--model``/``--image`` it explains the sample digits of the embedded default model. The
 output folder is its own: a previous ``moxi explain`` output there is replaced as a whole, any
@@ -98,7 +98,7 @@ def _staging_dir(output_dir: Path) -> Path:
 
 
 def _move_into_place(staging: Path, output_dir: Path) -> None:
-    """Replace what ``output_dir`` holds by the contents of ``staging`` (the old run goes only once the new one is complete).
+    """Replace what ``output_dir`` holds by the contents of ``staging`` (the old run goes once the new one is complete).
 
     The folder itself stays (it may be the working directory); its entries are swapped.
     """
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     images, bad = readable_images(args)  # before loading the model
     explainer = load_explainer(args)
     names = output_names(images)
-    staging = _staging_dir(output_dir)
+    staging = _staging_dir(output_dir.resolve())  # resolved: "." has no name to put a sibling beside
     try:
         explanations = explain_images(explainer, images, names, args, options, staging, output_dir)
         if args.compare:
@@ -164,12 +164,12 @@ def run(args: argparse.Namespace) -> int:
         pictures = [(index, e.image, e.display_image) for index, e in enumerate(explanations)
                     if e.display_image is not None]
         save_explanations(staging, explanations, model=explainer.name, label_names=label_names,
-                          config={"command": "moxi explain", "method_options": {args.method: options} if options else {},
-                                  "dtype": args.dtype, "device": args.device},
+                          config={"command": "moxi explain", "dtype": args.dtype, "device": args.device,
+                                  "method_options": {args.method: options} if options else {}},
                           dataset_indices=list(range(len(explanations))), pictures=pictures or None)
         if note:
             print(note, file=sys.stderr)
-        _move_into_place(staging, output_dir)
+        _move_into_place(staging, output_dir.resolve())
     finally:
         remove_tree(staging)
     files = "explanation.json, heatmap.png" + (", compare.png" if args.compare else "")

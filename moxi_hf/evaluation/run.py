@@ -141,7 +141,8 @@ def check_output_dir(output_dir: Path, settings: dict, identity: dict | None = N
         if differs:
             raise MoXIError(
                 f"output dir {str(output_dir)!r} holds results of a different configuration (differs in: "
-                f"{', '.join(differs)}); rerun with the same options to resume, or use another --output-dir or --overwrite"
+                f"{', '.join(differs)}); rerun with the same options to resume, or use another --output-dir "
+                "or --overwrite"
             )
         return
     if any(output_dir.iterdir()):
@@ -180,7 +181,9 @@ def _read_image_result(output_dir: Path, position: int, expected: dict, n_rows: 
 
 def _count_finished(output_dir: Path) -> int:
     folder = output_dir / PARTIAL_DIR / "images"
-    return sum(1 for name in os.listdir(folder) if name.endswith(".json") and not name.startswith(".")) if folder.is_dir() else 0
+    if not folder.is_dir():
+        return 0
+    return sum(1 for name in os.listdir(folder) if name.endswith(".json") and not name.startswith("."))
 
 
 # -- the run ------------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ def plot_heatmap_grid(rows: Sequence[dict], methods: Sequence[str], curve: str, 
             if c == 0:
                 first = next((by_key[(index, m, curve)] for m in methods if (index, m, curve) in by_key), None)
                 label = first["label"] if first else "?"
-                name = label_names[label] if label_names and isinstance(label, int) and label < len(label_names) else label
+                known = label_names and isinstance(label, int) and label < len(label_names)
+                name = label_names[label] if known else label
                 if picture is not None:
                     ax.imshow(np.asarray(picture), interpolation="nearest")
                 ax.set_axis_off()

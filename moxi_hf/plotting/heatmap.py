@@ -18,7 +18,7 @@ def _picture(image) -> np.ndarray | None:
 
 
 def draw_heatmap(ax, heat: np.ndarray, image=None, title: str | None = None, hide_zero: bool = False) -> None:
-    """Draw ``heat`` (rows, cols) over ``image`` (the model's input view) on ``ax``; the cells cover the picture exactly."""
+    """Draw ``heat`` (rows, cols) over ``image`` (the model's input view) on ``ax``; the cells tile the picture."""
     heat = np.asarray(heat, dtype=np.float32)
     shown = np.ma.masked_equal(heat, 0.0) if hide_zero else heat
     picture = _picture(image)

@@ -26,7 +26,7 @@ def pixels_to_picture(pixel_values, processor=None) -> np.ndarray:
 
 
 def model_view(image, processor):
-    """The RGB PIL picture the model sees for ``image`` (path, PIL image or array): resized and cropped by ``processor``."""
+    """The RGB PIL picture the model sees for ``image`` (path, PIL image or array): ``processor``'s resize and crop."""
     from PIL import Image
 
     from ..images import preprocess
