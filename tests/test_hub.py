@@ -212,3 +212,17 @@ def test_load_back_from_the_hub(hub, run_dir, tmp_path):
     assert not (artifacts.path / ".partial").exists()
     with pytest.raises(MoXIError, match="could not download dataset repo tester/unknown"):
         load_artifacts("tester/unknown", token=TOKEN, endpoint=hub.url, cache_dir=tmp_path / "cache")
+
+
+def test_artifacts_object_round_trip(hub, run_dir, tmp_path):
+    """The HF-style object: load, push_to_hub, from_pretrained from the Hub, save_pretrained."""
+    import moxi_hf
+
+    run = moxi_hf.load_artifacts(run_dir)
+    url = run.push_to_hub(REPO, token=TOKEN, endpoint=hub.url)
+    assert url == f"{hub.url}/datasets/{REPO}" and "README.md" in hub.repo(REPO).files()
+    again = moxi_hf.Artifacts.from_pretrained(REPO, token=TOKEN, endpoint=hub.url, cache_dir=tmp_path / "cache")
+    assert again.curves == run.curves and again.config == run.config
+    copy = again.save_pretrained(tmp_path / "copy")
+    assert moxi_hf.load_artifacts(copy).curves == run.curves
+    assert sorted(p.name for p in copy.rglob("*") if p.name.startswith(".")) == []
