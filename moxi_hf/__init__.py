@@ -6,53 +6,102 @@ The pipeline, one module per stage::
       -> value          (v(S) over a batch of coalitions of players)
         -> methods      (moxi, self-shapley, full-shapley, gradcam, gradcam++, attention-rollout)
           -> explanation / explainer  (order, scores, heatmap, patches needed)
-            -> metrics  (insertion/deletion curves, AUC)
+            -> metrics  (insertion/deletion curves, AUC, curves summary)
+              -> artifacts / hub / plotting  (folders that are HF dataset repos, figures)
+
+Importing the package is light: every name below is loaded from its submodule on first use, so
+the ``moxi`` command answers ``--help`` without importing torch.
 """
 
-from .errors import MoXIError
-from .explainer import Explainer
-from .explanation import Explanation
-from .loading import ExplainableModel, load_explainable_model
-from .methods import METHODS, Attribution, Method, get_method
-from .metrics import auc, measure_curves
-from .modeling import (
-    MoXIDeiTForImageClassification,
-    MoXIDeiTForImageClassificationWithTeacher,
-    MoXIDeiTModel,
-    MoXIViTForImageClassification,
-    MoXIViTModel,
-    select_batch_removing,
-)
-from .players import Players
-from .removal import PixelMasking, RemovalAdapter, TokenRemoval
-from .value import REWARDS, ValueFunction, reward_from_logits
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
+#: public name -> submodule that defines it
+_EXPORTS = {
+    "MoXIError": "errors",
+    "Explainer": "explainer",
+    "Explanation": "explanation",
+    "ExplainableModel": "loading",
+    "load_explainable_model": "loading",
+    "METHODS": "methods",
+    "Attribution": "methods",
+    "Method": "methods",
+    "get_method": "methods",
+    "auc": "metrics",
+    "aggregate_curves": "metrics",
+    "measure_curves": "metrics",
+    "Players": "players",
+    "PixelMasking": "removal",
+    "RemovalAdapter": "removal",
+    "TokenRemoval": "removal",
+    "REWARDS": "value",
+    "ValueFunction": "value",
+    "Artifacts": "artifacts",
+    "load_artifacts": "artifacts",
+    "save_artifacts": "artifacts",
+    "push_artifacts": "hub",
+    "model_view": "plotting",
+}
+#: internals once exported from the top level; they keep working one release with a DeprecationWarning
+_MOVED = {
+    "reward_from_logits": "value",
+    "select_batch_removing": "modeling",
+    "MoXIDeiTForImageClassification": "modeling",
+    "MoXIDeiTForImageClassificationWithTeacher": "modeling",
+    "MoXIDeiTModel": "modeling",
+    "MoXIViTForImageClassification": "modeling",
+    "MoXIViTModel": "modeling",
+}
+_SUBMODULES = ("artifacts", "cli", "errors", "evaluation", "explainer", "explanation", "hub", "images", "loading",
+               "methods", "metrics", "modeling", "options", "players", "plotting", "removal", "value")
+
 __all__ = [
-    "METHODS",
-    "REWARDS",
+    "Artifacts",
     "Attribution",
     "ExplainableModel",
     "Explainer",
     "Explanation",
+    "METHODS",
     "Method",
-    "MoXIDeiTForImageClassification",
-    "MoXIDeiTForImageClassificationWithTeacher",
-    "MoXIDeiTModel",
     "MoXIError",
-    "MoXIViTForImageClassification",
-    "MoXIViTModel",
     "PixelMasking",
     "Players",
+    "REWARDS",
     "RemovalAdapter",
     "TokenRemoval",
     "ValueFunction",
+    "aggregate_curves",
     "auc",
     "get_method",
+    "load_artifacts",
     "load_explainable_model",
     "measure_curves",
-    "reward_from_logits",
-    "select_batch_removing",
+    "model_view",
+    "push_artifacts",
+    "save_artifacts",
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif name in _MOVED:
+        import warnings
+
+        warnings.warn(f"moxi_hf.{name} moved to moxi_hf.{_MOVED[name]}.{name}; the top-level name goes away "
+                      "in the next release", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(f".{_MOVED[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})

@@ -193,14 +193,25 @@ class Explainer:
         resolved = self._check_labels(labels if labels is not None else [None] * len(predicted), predicted)
         game = self.value_function(pixel_values, resolved)
         attribution = method_obj.attribute(game, curve)
-        explanations = self._explanations(game, attribution, method_obj, curve, predicted, names, pil_images)
+        explanations = self._explanations(game, attribution, method_obj, curve, predicted, names, pil_images,
+                                          self.model_views(pixel_values) if pil_images[0] is not None else None)
         if interactions:
             from .interactions import attach_interactions
 
             attach_interactions(explanations, game, attribution, curve, interaction_top)
         return explanations
 
-    def _explanations(self, game, attribution, method, curve, predicted, names, pil_images) -> list[Explanation]:
+    def model_views(self, pixel_values: torch.Tensor) -> list:
+        """The pictures the model sees (PIL RGB, processor's resize + crop) for pixel_values (B, C, H, W)."""
+        from PIL import Image
+
+        from .plotting import pixels_to_picture
+
+        return [Image.fromarray((pixels_to_picture(values, self.processor) * 255).round().astype("uint8"))
+                for values in pixel_values]
+
+    def _explanations(self, game, attribution, method, curve, predicted, names, pil_images,
+                      views=None) -> list[Explanation]:
         order = attribution.order
         lengths = attribution.lengths
         probabilities, predictions = attribution.curve_probabilities, attribution.curve_predictions
@@ -216,7 +227,7 @@ class Explainer:
             label = int(game.labels[index])
             needed = patches_needed(image_predictions, label, curve, game.n_players)
             heat = heatmap_from_order(image_order, needed, game.n_players).view(*grid)
-            options = {k: v for k, v in vars(method).items() if not k.startswith("_") and k != "progress"}
+            options = method.option_values()
             explanations.append(Explanation(
                 method=method.name,
                 curve=curve,
@@ -237,5 +248,6 @@ class Explainer:
                 image=names[index],
                 options=options,
                 pil_image=pil_images[index],
+                display_image=views[index] if views is not None else None,
             ))
         return explanations

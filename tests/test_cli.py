@@ -124,7 +124,7 @@ def test_explain_default_writes_json_and_heatmap_per_sample(default_run, samples
         assert max(flat) == needed and sum(value > 0 for value in flat) == needed
         assert data["curve_predictions"][needed] == data["label"]
         assert all(p != data["label"] for p in data["curve_predictions"][1:needed])
-        assert Path(data["image"]).resolve() == sample.resolve()
+        assert data["image"] == sample.name  # relative to the folder given: nothing of the file system
         check_png(folder / "heatmap.png")
         # one summary line per image, naming the class and where the files went
         line = next(line for line in stdout.splitlines() if line.startswith(sample.name))
@@ -279,3 +279,86 @@ def test_debug_shows_the_traceback(bad_inputs, tmp_path, capsys):
     code, _, err = run_main(["explain", "--debug", "--image", str(bad_inputs / "missing.png"),
                              "--output-dir", str(tmp_path)], capsys)
     assert code == 1 and "Traceback" in err and err.strip().splitlines()[-1].startswith("moxi: error: ")
+
+
+# -- the output folder is moxi explain's own; bad images in a folder ------------------------------
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_explain_refuses_a_foreign_folder_and_leaves_it_unchanged(tmp_path, samples, capsys):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "README.md").write_text("my notes")
+    (foreign / "config.json").write_text('{"kind": "evaluate"}')  # e.g. an evaluation's folder
+    before = _tree(foreign)
+    code, _, err = run_main(["explain", "--image", str(samples[0]), "--output-dir", str(foreign), "--quiet"], capsys)
+    assert code == 1 and "is not empty and is not a moxi explain output" in err and "--overwrite" in err
+    assert err.count("\n") == 1
+    assert _tree(foreign) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"]  # no staging folder left beside it
+
+    code, _, err = run_main(["explain", "--image", str(samples[0]), "--output-dir", str(foreign), "--quiet",
+                             "--overwrite"], capsys)
+    assert code == 0 and "--overwrite: clearing" in err
+    assert not (foreign / "README.md").read_text().startswith("my notes")
+    assert json.loads((foreign / "config.json").read_text())["kind"] == "explain"
+
+
+def test_a_second_explain_replaces_the_first_whole(tmp_path, samples, capsys):
+    output = tmp_path / "out"
+    assert run_main(["explain", "--image", str(samples[0]), str(samples[1]), "--output-dir", str(output),
+                     "--quiet"], capsys)[0] == 0
+    assert (output / samples[0].stem).is_dir() and (output / samples[1].stem).is_dir()
+    code, _, err = run_main(["explain", "--image", str(samples[2]), "--output-dir", str(output), "--quiet"], capsys)
+    assert code == 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "replacing the previous moxi explain output" in lines[0]
+    folders = sorted(p.name for p in output.iterdir() if p.is_dir() and p.name not in ("data", "plots"))
+    assert folders == [samples[2].stem]  # nothing of the first run left
+    from datasets import load_dataset
+
+    rows = load_dataset("parquet", data_files=str(output / "data" / "explanations.parquet"), split="train")
+    assert rows["image"] == [samples[2].name]
+
+
+def test_bad_images_in_a_folder_are_reported_and_the_good_ones_written(tmp_path, samples, capsys):
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    for sample in samples[:2]:
+        (folder / sample.name).write_bytes(sample.read_bytes())
+    (folder / "broken.png").write_bytes(PNG_SIGNATURE + b"truncated")
+    (folder / "empty.jpg").write_bytes(b"")
+    output = tmp_path / "out"
+    code, out, err = run_main(["explain", "--image", str(folder), "--output-dir", str(output)], capsys)
+    assert code == 1
+    skipped = [line for line in err.splitlines() if line.startswith("moxi: skipping an image:")]
+    assert len(skipped) == 2 and any("broken.png" in line for line in skipped)
+    assert any("empty.jpg" in line for line in skipped)
+    assert "2 of 4 images could not be read" in err.strip().splitlines()[-1]
+    for sample in samples[:2]:
+        assert (output / sample.stem / "explanation.json").is_file()
+    assert not (output / "broken").exists()
+    from datasets import load_dataset
+
+    rows = load_dataset("parquet", data_files=str(output / "data" / "explanations.parquet"), split="train")
+    assert sorted(rows["image"]) == sorted(sample.name for sample in samples[:2])
+
+
+def test_help_and_usage_errors_do_not_import_torch(tmp_path):
+    script = (
+        "import sys\n"
+        "from moxi_hf.cli import main\n"
+        "for argv in (['--help'], ['explain', '--help'], ['evaluate', '--help'], ['explain', '--curve', 'x'],"
+        " ['frobnicate']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit as exit:\n"
+        "        assert exit.code in (0, 2), exit.code\n"
+        "print('torch' in sys.modules, 'matplotlib' in sys.modules, 'datasets' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False False False"

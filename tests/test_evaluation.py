@@ -23,7 +23,8 @@ from PIL import Image
 
 from moxi_hf.cli import main
 from moxi_hf.errors import MoXIError
-from moxi_hf.evaluation import EvaluationConfig, aggregate_curves, evaluate
+from moxi_hf.evaluation import EvaluationConfig, evaluate
+from moxi_hf.metrics import aggregate_curves
 
 REPO = Path(__file__).resolve().parent.parent
 NUM_IMAGES = 40
@@ -172,8 +173,9 @@ def test_output_folder_selection_and_curves(setup, single):
 
 def test_curves_checked_by_hand(setup, single):
     """Re-measure some rows' curves by running the model on the kept patches directly."""
-    from moxi_hf import MoXIViTForImageClassification
     from transformers import AutoImageProcessor
+
+    from moxi_hf import MoXIViTForImageClassification
 
     model = MoXIViTForImageClassification.from_pretrained(setup["model"]).eval()
     processor = AutoImageProcessor.from_pretrained(setup["model"])
@@ -225,7 +227,7 @@ def test_two_processes_match_one(setup, single):
 
 KILLER = """
 import os, sys
-import moxi_hf.evaluation as evaluation
+import moxi_hf.evaluation.run as evaluation
 
 limit, written = int(os.environ["MOXI_TEST_KILL_AFTER"]), []
 original = evaluation._write_image_result
@@ -341,7 +343,7 @@ def test_streaming(setup, tmp_path):
 
 def test_default_methods_follow_the_model(resnet_dir, vit_dir):
     from moxi_hf import Explainer
-    from moxi_hf.evaluation import _methods_for
+    from moxi_hf.evaluation import methods_for as _methods_for
 
     cnn = Explainer.from_pretrained(resnet_dir)
     assert _methods_for(cnn, None) == ["moxi", "self-shapley", "full-shapley", "gradcam", "gradcam++"]
@@ -359,3 +361,176 @@ def test_bad_inputs(setup, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", *common, "--num-images", "3", "--per-class", "1"])
     shutil.rmtree(tmp_path / "x", ignore_errors=True)
+
+
+# -- publishing: nothing of the local file system, pictures, re-plotting, push failures ----------
+
+
+def _leaks(folder: Path, needles: list[str]) -> list[str]:
+    """Files of ``folder`` (hidden ``.partial/`` excluded, parquet bytes included) containing a needle."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and ".partial" not in path.relative_to(folder).parts:
+            data = path.read_bytes()
+            found += [f"{path.relative_to(folder)}: {needle}" for needle in needles if needle.encode() in data]
+    return found
+
+
+@pytest.fixture(scope="module")
+def explained(setup):
+    """``moxi explain`` of one class folder of the evaluation's images, with the same model."""
+    output = setup["root"] / "explained"
+    assert main(["explain", "--model", str(setup["model"]), "--image", str(setup["data"] / "0"), "--method",
+                 "self-shapley", "--output-dir", str(output), "--quiet"]) == 0
+    return output
+
+
+def test_outputs_publish_nothing_of_the_file_system(setup, single, explained, tmp_path_factory):
+    needles = [str(tmp_path_factory.getbasetemp()), str(setup["root"]), str(Path.home())]
+    needles = [needle for needle in needles if len(needle) > 1]
+    assert _leaks(single, needles) == []
+    assert _leaks(explained, needles) == []
+    config = json.loads((single / "config.json").read_text())
+    assert config["model"] == "model" and config["dataset"] == "data"  # local folders by their name
+    assert config["schema_version"] == 2
+    # the hidden resume state may keep the absolute folders (it tells two folders of the same name apart)
+    assert json.loads((single / ".partial" / "source.json").read_text())["model"] == str(setup["model"])
+    rows = pq.read_table(explained / "data" / "explanations.parquet").to_pylist()
+    assert sorted(row["image"] for row in rows) == sorted(path.name for path in (setup["data"] / "0").iterdir())
+
+
+def test_pictures_are_an_image_feature_of_what_the_model_saw(setup, single, explained):
+    """Small runs carry the picture in every row (a datasets Image feature, encoded bytes, no path)."""
+    from datasets import Image as ImageFeature
+    from datasets import load_dataset
+    from transformers import AutoImageProcessor
+
+    from moxi_hf.plotting import model_view
+
+    processor = AutoImageProcessor.from_pretrained(setup["model"])
+    for folder, root in ((single, setup["data"]), (explained, setup["data"] / "0")):
+        assert json.loads((folder / "config.json").read_text())["pictures"] == "rows"
+        assert not (folder / "data" / "images.parquet").exists()
+        rows = load_dataset(str(folder), split="train")  # the card's default config
+        assert isinstance(rows.features["picture"], ImageFeature)
+        raw = pq.read_table(folder / "data" / "explanations.parquet").column("picture").to_pylist()
+        assert all(item["bytes"] and item["path"] is None for item in raw)  # bytes, never a local path
+        for row in rows.select(range(2)):
+            expected = np.asarray(model_view(Image.open(root / row["image"]), processor))
+            np.testing.assert_array_equal(np.asarray(row["picture"].convert("RGB")), expected)
+
+
+def test_large_runs_store_each_picture_once_in_its_own_config(tmp_path, monkeypatch):
+    from datasets import Image as ImageFeature
+    from datasets import load_dataset
+    from huggingface_hub import DatasetCard
+
+    import moxi_hf
+    from moxi_hf.artifacts import folder as artifact_folder
+    from moxi_hf.artifacts import save_artifacts
+
+    rows = [{"dataset_index": index, "image": f"{index}.png", "label": 0, "predicted": 0, "method": method,
+             "curve": "insertion", "order": [0, 1, 2, 3], "scores": None, "heatmap": [1.0, 0, 0, 0],
+             "patches_needed": 1, "accuracy_curve": [0.0, 1, 1, 1, 1], "confidence_curve": [0.1, 0.9, 0.9, 0.9, 0.9],
+             "grid_rows": 2, "grid_cols": 2} for index in range(3) for method in ("moxi", "gradcam")]
+    rng = np.random.default_rng(0)
+    pictures = [(index, f"{index}.png", Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)))
+                for index in range(3)]
+    monkeypatch.setattr(artifact_folder, "ROW_PICTURES_MAX_BYTES", 100)  # as if the pictures were large
+    out = save_artifacts(tmp_path / "big", rows, None, {"methods": ["moxi", "gradcam"]}, pictures=pictures)
+    assert json.loads((out / "config.json").read_text())["pictures"] == "images"
+    assert "picture" not in pq.read_schema(out / "data" / "explanations.parquet").names
+    images = load_dataset(str(out), "images", split="train")
+    assert isinstance(images.features["picture"], ImageFeature) and images["dataset_index"] == [0, 1, 2]
+    card = DatasetCard.load(out / "README.md").data.to_dict()
+    assert [config["config_name"] for config in card["configs"]] == ["default", "images"]
+    loaded = moxi_hf.load_artifacts(out)
+    assert sorted(loaded.pictures()) == [0, 1, 2]
+    np.testing.assert_array_equal(np.asarray(loaded.pictures()[1]), np.asarray(pictures[1][2]))
+    assert len(loaded.plot_heatmaps().axes) == 3 * 3
+
+
+def test_load_artifacts_replots_explain_and_evaluate_folders_alike(single, explained, tmp_path):
+    from matplotlib.figure import Figure
+
+    import moxi_hf
+
+    for folder in (explained, single):
+        artifacts = moxi_hf.load_artifacts(folder)
+        for metric in ("accuracy", "confidence"):
+            figure = artifacts.plot_curves(metric)
+            assert isinstance(figure, Figure)
+            lines = [line for ax in figure.axes for line in ax.get_lines()]
+            entries = [entry for by_curve in artifacts.curves.values() for entry in by_curve.values()]
+            assert len(lines) == len(entries) and all(entry["num_players"] == 16 for entry in entries)
+            np.testing.assert_allclose(sorted(lines[0].get_ydata()), sorted(entries[0][metric]))
+        grid = artifacts.plot_heatmaps()
+        assert isinstance(grid, Figure) and len(grid.axes) > 1
+        assert artifacts.schema_version == 2 and len(artifacts.pictures()) > 0
+        assert moxi_hf.Artifacts.from_pretrained(folder).curves == artifacts.curves
+        copy = artifacts.save_pretrained(tmp_path / folder.name)
+        assert not (copy / ".partial").exists() and moxi_hf.load_artifacts(copy).curves == artifacts.curves
+
+
+def test_folders_of_the_previous_release_still_load(explained, tmp_path):
+    """No schema_version, no num_players, no pictures: loads and re-plots the same way."""
+    import shutil as sh
+
+    import moxi_hf
+
+    old = tmp_path / "old"
+    sh.copytree(explained, old)
+    config = json.loads((old / "config.json").read_text())
+    del config["schema_version"]
+    (old / "config.json").write_text(json.dumps(config))
+    curves = json.loads((old / "curves.json").read_text())
+    for by_curve in curves.values():
+        for entry in by_curve.values():
+            del entry["num_players"]
+    (old / "curves.json").write_text(json.dumps(curves))
+    from moxi_hf.artifacts import write_rows
+
+    rows = pq.read_table(old / "data" / "explanations.parquet").drop(["picture"]).to_pylist()
+    write_rows(old, rows, config["label_names"])  # the rows as the previous release wrote them
+    artifacts = moxi_hf.load_artifacts(old)
+    assert artifacts.schema_version == 1 and artifacts.images is None and artifacts.pictures() == {}
+    assert artifacts.curves == moxi_hf.load_artifacts(explained).curves
+    assert artifacts.plot_curves().axes and artifacts.plot_heatmaps().axes
+
+
+def test_push_failure_keeps_results_and_says_how_to_retry(setup, tmp_path, monkeypatch, capsys):
+    import moxi_hf.hub
+
+    def offline(folder, repo, private=False):
+        raise MoXIError(f"could not reach the Hub at https://huggingface.co while creating dataset repo {repo}")
+
+    monkeypatch.setattr(moxi_hf.hub, "push_artifacts", offline)
+    output = tmp_path / "pushed"
+    code = main(["evaluate", *_args(setup, output, ["--num-images", "2", "--methods", "gradcam", "--curves",
+                                                    "insertion", "--push-to-hub", "tester/run"])])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "gradcam" in captured.out and "acc AUC" in captured.out  # the results were printed first
+    assert f"results saved in {output.resolve()}" in captured.err
+    last = captured.err.strip().splitlines()[-1]
+    assert last.startswith("moxi: error: could not reach the Hub") and "results are saved" in last
+    assert f"moxi push {output.resolve()} --repo-id tester/run" in last
+    assert (output / "README.md").is_file() and (output / "curves.json").is_file()
+
+
+def test_hub_datasets_are_referred_to_unless_embedding_is_asked(setup, tmp_path, monkeypatch):
+    import moxi_hf.evaluation.run as run
+
+    monkeypatch.setattr(run, "is_local", lambda path: False)  # take the local folder for a Hub dataset
+    small = ["--num-images", "2", "--methods", "gradcam", "--curves", "insertion", "--quiet"]
+    assert main(["evaluate", *_args(setup, tmp_path / "refer", small)]) == 0
+    config = json.loads((tmp_path / "refer" / "config.json").read_text())
+    assert config["embed_images"] is False and config.get("pictures") is None
+    assert "picture" not in pq.read_schema(tmp_path / "refer" / "data" / "explanations.parquet").names
+    assert not (tmp_path / "refer" / "data" / "images.parquet").exists()
+    assert config["dataset"] == "data" and config["split"]  # the rows refer to dataset + split + index
+
+    assert main(["evaluate", *_args(setup, tmp_path / "embed", [*small, "--embed-images"])]) == 0
+    config = json.loads((tmp_path / "embed" / "config.json").read_text())
+    assert config["embed_images"] is True and config["pictures"] == "rows"
+    assert "picture" in pq.read_schema(tmp_path / "embed" / "data" / "explanations.parquet").names

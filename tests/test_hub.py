@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
 from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
+from artifact_rows import CONFIG, LABELS, assert_rows_equal, curves_plot, make_rows
+from hub_server import FakeHub
 from huggingface_hub import DatasetCard
 from huggingface_hub.utils import _detect_agent
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from hub_server import FakeHub  # noqa: E402
-from test_artifacts import CONFIG, LABELS, assert_rows_equal, curves_plot, make_rows  # noqa: E402
-
-from moxi_hf.artifacts import curves_from_rows, load_artifacts, save_artifacts  # noqa: E402
-from moxi_hf.cli import main  # noqa: E402
-from moxi_hf.errors import MoXIError  # noqa: E402
-from moxi_hf.hub import push_artifacts, upload_file_list  # noqa: E402
+from moxi_hf.artifacts import load_artifacts, save_artifacts
+from moxi_hf.cli import main
+from moxi_hf.errors import MoXIError
+from moxi_hf.hub import push_artifacts, upload_file_list
+from moxi_hf.metrics import aggregate_curves
 
 TOKEN = "hf_FakeWriteToken0123456789abcdefghij"
 REPO = "tester/moxi-run"
@@ -46,7 +43,7 @@ def run_dir(tmp_path):
     """A finished evaluation folder, plus what must never be uploaded: resume state and a temporary."""
     rows = make_rows()
     out = tmp_path / "run"
-    save_artifacts(out, rows, curves_from_rows(rows), dict(CONFIG), label_names=LABELS, plots={"curves": curves_plot()})
+    save_artifacts(out, rows, aggregate_curves(rows), dict(CONFIG), label_names=LABELS, plots={"curves": curves_plot()})
     (out / ".partial").mkdir()
     (out / ".partial" / "shard-0.json").write_text('{"done": [0, 1]}')
     (out / "data" / ".explanations.parquet.tmp").write_bytes(b"half-written")
@@ -122,8 +119,25 @@ def test_token_from_hf_token_environment(hub, run_dir, monkeypatch):
 
 
 def test_missing_token_is_a_clear_error(hub, run_dir):
-    with pytest.raises(MoXIError, match=r"authentication failed \(HTTP 401\).*hf auth login.*HF_TOKEN"):
+    with pytest.raises(MoXIError, match=r"no Hugging Face token.*hf auth login.*HF_TOKEN"):
         push_artifacts(run_dir, REPO, endpoint=hub.url)
+    assert hub.requests == []  # said before any request (offline too)
+
+
+def test_rejected_token_is_a_clear_error(hub, run_dir):
+    with pytest.raises(MoXIError, match=r"authentication failed \(HTTP 401\).*hf auth login.*HF_TOKEN"):
+        push_artifacts(run_dir, REPO, token="hf_NotTheRightToken000000000000000000", endpoint=hub.url)
+
+
+def test_cli_push_without_token_or_network(run_dir, monkeypatch, tmp_path, capfd):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
+    code = main(["push", str(run_dir), "--repo-id", REPO, "--endpoint", "http://127.0.0.1:9", "--quiet"])
+    err = capfd.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert "no Hugging Face token" in err and "hf auth login" in err and "HF_TOKEN" in err
 
 
 @pytest.mark.parametrize("failing", [("POST", r"^/api/repos/create$"), ("POST", r"/commit/")],
@@ -198,3 +212,17 @@ def test_load_back_from_the_hub(hub, run_dir, tmp_path):
     assert not (artifacts.path / ".partial").exists()
     with pytest.raises(MoXIError, match="could not download dataset repo tester/unknown"):
         load_artifacts("tester/unknown", token=TOKEN, endpoint=hub.url, cache_dir=tmp_path / "cache")
+
+
+def test_artifacts_object_round_trip(hub, run_dir, tmp_path):
+    """The HF-style object: load, push_to_hub, from_pretrained from the Hub, save_pretrained."""
+    import moxi_hf
+
+    run = moxi_hf.load_artifacts(run_dir)
+    url = run.push_to_hub(REPO, token=TOKEN, endpoint=hub.url)
+    assert url == f"{hub.url}/datasets/{REPO}" and "README.md" in hub.repo(REPO).files()
+    again = moxi_hf.Artifacts.from_pretrained(REPO, token=TOKEN, endpoint=hub.url, cache_dir=tmp_path / "cache")
+    assert again.curves == run.curves and again.config == run.config
+    copy = again.save_pretrained(tmp_path / "copy")
+    assert moxi_hf.load_artifacts(copy).curves == run.curves
+    assert sorted(p.name for p in copy.rglob("*") if p.name.startswith(".")) == []

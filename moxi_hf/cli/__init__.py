@@ -13,9 +13,10 @@ import logging
 import sys
 import traceback
 
-from ..defaults import default_model_path  # noqa: F401 - re-exported for the sub-commands
+from ..defaults import default_model_path
+from .common import add_common_flags
 
-__all__ = ["main", "build_parser", "COMMANDS"]
+__all__ = ["COMMANDS", "add_common_flags", "build_parser", "default_model_path", "main"]
 
 #: sub-command name -> module (inside moxi_hf.cli) that defines it
 COMMANDS = {
@@ -80,9 +81,3 @@ def main(argv: list[str] | None = None) -> int:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"moxi: error: {message}", file=sys.stderr)
         return 1
-
-
-def add_common_flags(parser: argparse.ArgumentParser) -> None:
-    """``--quiet``/``--debug`` accepted after the sub-command too."""
-    parser.add_argument("--quiet", dest="sub_quiet", action="store_true", help="no progress bars or summaries")
-    parser.add_argument("--debug", dest="sub_debug", action="store_true", help="show full tracebacks on errors")

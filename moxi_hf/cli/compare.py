@@ -11,28 +11,32 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from ..errors import MoXIError
-from ..explainer import Explainer
-from ..explanation import Explanation
-from ..methods import CURVES, METHODS
-from ..metrics import auc, measure_curves, patches_needed
-from .explain import (
-    add_method_option_flags, add_model_flags, batches, check_images, describe_class, load_explainer, load_images, method_options,
-    output_names, resolve_images,
+from ..options import CURVES, METHOD_NAMES
+from .common import (
+    InputImage,
+    add_common_flags,
+    add_method_option_flags,
+    add_model_flags,
+    batches,
+    describe_class,
+    finish,
+    load_explainer,
+    load_images,
+    method_options,
+    output_names,
+    readable_images,
 )
 
-__all__ = ["add_parser", "run", "compare_batch", "compare_images", "plot_comparison"]
+__all__ = ["add_parser", "compare_batch", "compare_images", "comparison_to_dict", "run"]
+
+DEFAULT_OUTPUT_DIR = "moxi-output"
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from . import add_common_flags
-
     parser = subparsers.add_parser(
         "compare",
         help="all methods on each image: heatmaps and insertion/deletion curves in one PNG",
@@ -41,19 +45,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "and DIR/<image>/compare.json. Without --model/--image it uses the embedded default model "
                     "and its sample digits.",
     )
-    parser.add_argument("--methods", nargs="+", choices=tuple(METHODS), metavar="METHOD",
-                        help=f"methods to compare (default: all that apply to the model: {', '.join(METHODS)})")
+    parser.add_argument("--methods", nargs="+", choices=METHOD_NAMES, metavar="METHOD",
+                        help=f"methods to compare (default: all that apply to the model: {', '.join(METHOD_NAMES)})")
     parser.add_argument("--curve", choices=CURVES, default="insertion",
                         help="the curve whose orders the heatmaps show (default: insertion)")
-    add_model_flags(parser)
-    add_method_option_flags(parser)
+    add_model_flags(parser, "where results go, one folder per image", DEFAULT_OUTPUT_DIR)
+    add_method_option_flags(parser, curve_safe_only=True)
     add_common_flags(parser)
     parser.set_defaults(run=run)
     return parser
 
 
-def _curve_record(order: torch.Tensor, probabilities: torch.Tensor, predictions: torch.Tensor, label: int,
+def _curve_record(order, probabilities, predictions, label: int,
                   curve: str) -> dict:
+    from ..metrics import auc, patches_needed
+
     n_players = order.numel()
     return {
         "order": order.tolist(),
@@ -64,7 +70,7 @@ def _curve_record(order: torch.Tensor, probabilities: torch.Tensor, predictions:
     }
 
 
-def compare_batch(explainer: Explainer, images: list, labels: Sequence[int] | None, methods: Sequence[str],
+def compare_batch(explainer, images: list, labels: Sequence[int] | None, methods: Sequence[str],
                   heatmap_curve: str, options: dict[str, dict], progress: bool = False,
                   explicit: bool = True) -> list[dict]:
     """Run ``methods`` on a batch of images; one result dict per image.
@@ -73,7 +79,13 @@ def compare_batch(explainer: Explainer, images: list, labels: Sequence[int] | No
     the Explanation for ``heatmap_curve``, ``insertion``/``deletion``: :func:`_curve_record`}) and
     ``skipped`` (name -> reason) for methods that do not apply to this model (only when not ``explicit``).
     """
+    import torch
+
+    from ..methods import METHODS
+    from ..metrics import measure_curves
+
     pixel_values, pil_images = explainer.preprocess(images)
+    views = explainer.model_views(pixel_values)
     predicted = explainer.predict(pixel_values)
     targets = explainer._check_labels(labels if labels is not None else [None] * len(predicted), predicted)
     per_method: dict[str, dict[str, list]] = {}
@@ -111,7 +123,7 @@ def compare_batch(explainer: Explainer, images: list, labels: Sequence[int] | No
         methods_out = {}
         for name, records in per_method.items():
             heat = records["heatmap"][index]
-            heat.pil_image = pil_images[index]
+            heat.pil_image, heat.display_image = pil_images[index], views[index]
             methods_out[name] = {"heatmap": heat, "insertion": records["insertion"][index],
                                  "deletion": records["deletion"][index]}
         results.append({
@@ -126,13 +138,17 @@ def compare_batch(explainer: Explainer, images: list, labels: Sequence[int] | No
             "methods": methods_out,
             "skipped": skipped,
             "pil_image": pil_images[index],
+            "display_image": views[index],
         })
     return results
 
 
 def comparison_to_dict(result: dict, image: str | None = None) -> dict:
     """The JSON-able part of a :func:`compare_batch` result (heatmap explanations as dicts)."""
-    out = {key: value for key, value in result.items() if key not in ("methods", "pil_image")}
+    from ..artifacts import public_name
+
+    out = {key: value for key, value in result.items() if key not in ("methods", "pil_image", "display_image")}
+    out["model"] = public_name(out.get("model"))
     out["image"] = image
     out["methods"] = {
         name: {"explanation": record["heatmap"].to_dict(), "insertion": record["insertion"],
@@ -142,79 +158,46 @@ def comparison_to_dict(result: dict, image: str | None = None) -> dict:
     return out
 
 
-def plot_comparison(result: dict, path: str | os.PathLike, title: str | None = None) -> None:
-    """One PNG: the image and one heatmap per method on top; insertion and deletion curves below."""
-    import matplotlib
+def compare_images(explainer, images: Sequence[InputImage], names: Sequence[str], args: argparse.Namespace,
+                   methods: Sequence[str], explicit: bool = True, folder: Path | None = None) -> list[dict]:
+    """Compare ``methods`` on every image in batches; write compare.png / compare.json; print a summary.
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    ``folder``: where to write (default ``--output-dir``); the printed paths always name ``--output-dir``.
+    """
+    import sys
 
-    methods = list(result["methods"])
-    columns = len(methods) + 1
-    figure = plt.figure(figsize=(max(1.9 * columns, 8.0), 5.6))
-    top, bottom = figure.add_gridspec(2, 1, height_ratios=[1.0, 1.5], hspace=0.25)
-    heat_axes = top.subgridspec(1, columns, wspace=0.15).subplots()
-    heat_axes = list(heat_axes) if columns > 1 else [heat_axes]
-    image_ax = heat_axes[0]
-    image_ax.imshow(result["pil_image"], interpolation="nearest")
-    image_ax.set_axis_off()
-    image_ax.set_title(f"input\npredicted {describe_class(result['predicted'], result['predicted_name'])}", fontsize=9)
-    n_players = result["grid"][0] * result["grid"][1]
-    for ax, name in zip(heat_axes[1:], methods):
-        explanation: Explanation = result["methods"][name]["heatmap"]
-        explanation.plot(ax=ax, title=f"{name}\n{explanation.patches_needed}/{n_players} needed")
-    curve_axes = bottom.subgridspec(1, 2, wspace=0.22).subplots()
-    for ax, curve in zip(curve_axes, CURVES):
-        for name in methods:
-            record = result["methods"][name][curve]
-            ax.plot(range(len(record["probabilities"])), record["probabilities"], label=f"{name} ({record['auc']:.2f})",
-                    linewidth=1.4)
-        ax.set_xlabel(f"players {'inserted' if curve == 'insertion' else 'deleted'} (of {n_players})")
-        ax.set_ylabel("p(label)")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_xlim(0, n_players)
-        ax.grid(alpha=0.3)
-        ax.set_title(f"{curve} curve (legend: AUC)", fontsize=9)
-        ax.legend(fontsize=7, loc="lower right" if curve == "insertion" else "upper right")
-    label = describe_class(result["label"], result["label_name"])
-    figure.suptitle(title or f"label {label}; heatmaps: {result['curve']} orders", fontsize=10)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(figure)
-
-
-def compare_images(explainer: Explainer, paths: Sequence[Path], names: Sequence[str], args: argparse.Namespace,
-                   methods: Sequence[str], explicit: bool = True) -> list[dict]:
-    """Compare ``methods`` on every image in batches; write compare.png / compare.json; print a summary."""
     from tqdm.auto import tqdm
 
-    from ..artifacts import write_json
+    from ..artifacts import public_name
+    from ..fileio import write_json
+    from ..plotting import plot_comparison, save_figure
 
-    options = {name: method_options(name, args, strict=False) for name in methods}
-    options.get("moxi", {}).pop("early_stop", None)  # curves need complete orders
+    options = {name: method_options(name, args, strict=False, curve_safe_only=True) for name in methods}
     output_dir = Path(args.output_dir)
+    folder = folder or output_dir
     results = []
     warned: set[str] = set()
-    with tqdm(total=len(paths), desc="compare", unit="image", disable=args.quiet) as bar:
-        for start, chunk in batches(list(paths), args.batch_size):
+    with tqdm(total=len(images), desc="compare", unit="image", disable=args.quiet) as bar:
+        for start, chunk in batches(list(images), args.batch_size):
             labels = None if args.label is None else [args.label] * len(chunk)
             batch = compare_batch(explainer, load_images(chunk), labels, methods, args.curve, options,
                                   progress=not args.quiet, explicit=explicit)
             for offset, result in enumerate(batch):
-                path, name = chunk[offset], names[start + offset]
+                image, name = chunk[offset], names[start + offset]
                 for record in result["methods"].values():
-                    record["heatmap"].image = os.fspath(path)
+                    record["heatmap"].image = image.name
+                    record["heatmap"].model = public_name(record["heatmap"].model)
                 for skipped, reason in result["skipped"].items():
                     if skipped not in warned and not args.quiet:
                         tqdm.write(f"moxi: skipping {skipped}: {reason}", file=sys.stderr)
                     warned.add(skipped)
-                folder = output_dir / name
-                folder.mkdir(parents=True, exist_ok=True)
-                plot_comparison(result, folder / "compare.png")
-                write_json(folder / "compare.json", comparison_to_dict(result, os.fspath(path)))
+                save_figure(plot_comparison(result), folder / name / "compare.png", dpi=110)
+                write_json(folder / name / "compare.json", comparison_to_dict(result, image.name))
                 if not args.quiet:
                     needed = ", ".join(f"{m} {r[args.curve]['patches_needed']}" for m, r in result["methods"].items())
-                    tqdm.write(f"{path.name}: predicted {describe_class(result['predicted'], result['predicted_name'])}"
-                               f"; patches needed ({args.curve}): {needed} -> {folder / 'compare.png'}",
+                    predicted = describe_class(result["predicted"], result["predicted_name"])
+                    tqdm.write(f"{image.path.name}: predicted {predicted}"
+                               f"; patches needed ({args.curve}): {needed} -> {output_dir / name / 'compare.png'}",
                                file=sys.stdout)
                 results.append(result)
             bar.update(len(chunk))
@@ -222,14 +205,13 @@ def compare_images(explainer: Explainer, paths: Sequence[Path], names: Sequence[
 
 
 def run(args: argparse.Namespace) -> int:
-    methods = list(dict.fromkeys(args.methods or METHODS))
+    methods = list(dict.fromkeys(args.methods or METHOD_NAMES))
     explicit = bool(args.methods)
-    check_images(args)  # fail fast on missing or unreadable files, before loading the model
+    images, bad = readable_images(args)  # before loading the model
     explainer = load_explainer(args)
-    paths = resolve_images(args)
-    names = output_names(paths)
-    results = compare_images(explainer, paths, names, args, methods, explicit=explicit)
+    names = output_names(images)
+    results = compare_images(explainer, images, names, args, methods, explicit=explicit)
     if not args.quiet:
-        print(f"Compared {len(results[0]['methods'])} method(s) on {len(paths)} image(s): per image "
+        print(f"Compared {len(results[0]['methods'])} method(s) on {len(images)} image(s): per image "
               f"{Path(args.output_dir)}{os.sep}<image>{os.sep}{{compare.png, compare.json}}")
-    return 0
+    return finish(bad, len(bad) + len(images))

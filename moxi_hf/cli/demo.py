@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from ..errors import MoXIError
-from .explain import DEVICE_CHOICES, DTYPE_CHOICES, positive_int
+from ..options import DTYPES
+from .common import DEVICE_CHOICES, positive_int
 
 __all__ = ["add_parser", "run"]
 
@@ -23,7 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", metavar="PATH_OR_ID",
                         help="HF image classifier: local folder or Hub id (default: the embedded moxi-vit-mnist)")
-    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="float32", help="model dtype (default: float32)")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="model dtype (default: float32)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="cpu", help="default: cpu")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: 127.0.0.1; 0.0.0.0 for every interface)")

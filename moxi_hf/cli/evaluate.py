@@ -9,18 +9,24 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..evaluation import DEFAULT_DATASET, DEFAULT_NUM_IMAGES, EvaluationConfig, evaluate, format_summary
-from ..methods import CURVES, METHODS
-from .explain import positive_int
+from ..options import (
+    CURVES,
+    DEFAULT_DATASET,
+    DEFAULT_NUM_IMAGES,
+    DTYPES,
+    MASKINGS,
+    METHOD_NAMES,
+    METHOD_OPTIONS,
+    REWARD_NAMES,
+)
+from .common import add_common_flags, add_method_option_flags, positive_int
 
-__all__ = ["add_parser", "run", "config_from_args"]
+__all__ = ["add_parser", "config_from_args", "run"]
 
 DEFAULT_OUTPUT_DIR = "moxi-evaluation"
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from . import add_common_flags
-
     parser = subparsers.add_parser(
         "evaluate",
         help="insertion/deletion curves and AUC of the methods over a dataset split (accelerate-ready)",
@@ -55,23 +61,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     model = parser.add_argument_group("model and methods")
     model.add_argument("--model", metavar="PATH_OR_ID",
                        help="HF image classifier: local folder or Hub id (default: the embedded moxi-vit-mnist)")
-    model.add_argument("--methods", nargs="+", choices=tuple(METHODS), metavar="METHOD",
-                       help=f"methods to evaluate (default: all the model supports: {', '.join(METHODS)})")
+    model.add_argument("--methods", nargs="+", choices=METHOD_NAMES, metavar="METHOD",
+                       help=f"methods to evaluate (default: all the model supports: {', '.join(METHOD_NAMES)})")
     model.add_argument("--curves", nargs="+", choices=CURVES, default=list(CURVES), metavar="CURVE",
                        help="insertion and/or deletion (default: both)")
-    model.add_argument("--num-samples", type=positive_int, default=200, metavar="N",
-                       help="full-shapley: Monte Carlo samples per player (default: 200)")
-    model.add_argument("--masking", choices=("auto", "token", "pixel"), default="auto",
+    model.add_argument("--masking", choices=MASKINGS, default="auto",
                        help="token removal (ViT family) or pixel masking (any classifier) (default: auto)")
-    model.add_argument("--reward", choices=("log-odds", "log-prob", "logit"), default="log-odds",
+    model.add_argument("--reward", choices=REWARD_NAMES, default="log-odds",
                        help="value of a coalition (default: log-odds)")
     model.add_argument("--players-grid", type=positive_int, metavar="G",
                        help="G×G players, each a block of patches (default: one player per patch)")
-    model.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="default: float32")
+    model.add_argument("--dtype", choices=DTYPES, default="float32", help="default: float32")
     model.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                        help="auto: each process's accelerator as Accelerate assigns it, else CPU (default: auto)")
     model.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
                        help="images explained together, sharing forward passes (default: 8)")
+
+    add_method_option_flags(parser, curve_safe_only=True, defaults=True, skip=("seed",))  # --seed: above
 
     output = parser.add_argument_group("output")
     output.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, metavar="DIR",
@@ -82,14 +88,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     output.add_argument("--push-to-hub", metavar="USER/NAME",
                         help="when finished, upload the folder to this Hub dataset repo (as `moxi push`; token "
                              "from HF_TOKEN or `hf auth login`, endpoint from HF_ENDPOINT)")
+    output.add_argument("--embed-images", action="store_true",
+                        help="also store the pictures of a Hub dataset in the output (local datasets: always)")
     output.add_argument("--hub-private", action="store_true", help="with --push-to-hub: create the repo as private")
     add_common_flags(parser)
     parser.set_defaults(run=run)
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> EvaluationConfig:
+def config_from_args(args: argparse.Namespace):
+    from ..evaluation import EvaluationConfig
+
+    declared = {option.name: getattr(args, option.name) for options in METHOD_OPTIONS.values() for option in options
+                if option.cli and option.curve_safe and hasattr(args, option.name)}
     return EvaluationConfig(
+        **declared,
         output_dir=args.output_dir,
         model=args.model,
         dataset=args.dataset,
@@ -102,8 +115,6 @@ def config_from_args(args: argparse.Namespace) -> EvaluationConfig:
         curves=list(dict.fromkeys(args.curves)),
         num_images=args.num_images,
         per_class=args.per_class,
-        seed=args.seed,
-        num_samples=args.num_samples,
         masking=args.masking,
         reward=args.reward,
         players_grid=args.players_grid,
@@ -112,6 +123,7 @@ def config_from_args(args: argparse.Namespace) -> EvaluationConfig:
         batch_size=args.batch_size,
         overwrite=args.overwrite,
         quiet=args.quiet,
+        embed_images=args.embed_images,
         push_to_hub=args.push_to_hub,
         hub_private=args.hub_private,
     )
@@ -120,8 +132,10 @@ def config_from_args(args: argparse.Namespace) -> EvaluationConfig:
 def run(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
+    from ..evaluation import evaluate, format_summary
+
     curves = evaluate(config_from_args(args))
-    if not args.quiet and PartialState().is_main_process:
+    if not args.quiet and PartialState().is_main_process and not args.push_to_hub:  # a push printed them already
         print(format_summary(curves))
         print(f"results in {args.output_dir}", file=sys.stderr)
     return 0

@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..artifacts import check_artifact_dir
-from ..hub import push_artifacts, upload_file_list
-from . import add_common_flags
+from .common import add_common_flags
 
 __all__ = ["add_parser", "run"]
 
@@ -39,6 +37,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..artifacts import check_artifact_dir
+    from ..hub import push_artifacts, upload_file_list
+
     folder = check_artifact_dir(args.directory)
     if not args.quiet:
         files = upload_file_list(folder)

@@ -7,9 +7,6 @@ requests), except the compare sheet, whose plotter writes a file through pyplot 
 
 from __future__ import annotations
 
-import tempfile
-import threading
-from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -22,7 +19,6 @@ from ..explanation import Explanation
 
 __all__ = ["compare_figure", "curve_figure", "heatmap_figure", "interactions_figure", "to_image"]
 
-_pyplot_lock = threading.Lock()
 
 
 def to_image(figure: Figure, dpi: int = 120) -> Image.Image:
@@ -77,13 +73,10 @@ def interactions_figure(explanation: Explanation, image: Image.Image) -> Image.I
 def compare_figure(explainer: Explainer, image: Image.Image, methods: list[str], curve: str,
                    label: int | None) -> tuple[Image.Image, dict]:
     """The compare sheet of ``methods`` on one image and its JSON-able record."""
-    from ..cli.compare import compare_batch, comparison_to_dict, plot_comparison
+    from ..cli.compare import compare_batch, comparison_to_dict
+    from ..plotting import plot_comparison
 
     result = compare_batch(explainer, [image], None if label is None else [int(label)], methods, curve, {},
                            progress=True, explicit=True)[0]
-    with tempfile.TemporaryDirectory() as folder, _pyplot_lock:
-        path = Path(folder) / "compare.png"
-        plot_comparison(result, path)
-        with Image.open(path) as sheet:
-            picture = sheet.convert("RGB")
+    picture = to_image(plot_comparison(result))
     return picture, comparison_to_dict(result)

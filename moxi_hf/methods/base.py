@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
 from ..errors import MoXIError
+from ..options import CURVES, METHOD_OPTIONS, Option
 from ..value import ValueFunction
 
 __all__ = ["Attribution", "Method", "CURVES", "check_curve", "order_by_score", "register_method", "get_method",
            "METHODS"]
-
-CURVES = ("insertion", "deletion")
 
 
 def check_curve(curve: str) -> str:
@@ -53,6 +53,12 @@ class Method(ABC):
     name: str
     #: False when the order is the same for insertion and deletion (CAMs, rollout).
     depends_on_curve: bool = True
+    #: the user-facing keyword options (declared in :data:`moxi_hf.options.METHOD_OPTIONS`)
+    options: ClassVar[tuple[Option, ...]] = ()
+
+    def option_values(self) -> dict:
+        """The declared options with this instance's values (what an explanation records)."""
+        return {option.name: getattr(self, option.name, option.default) for option in self.options}
 
     @abstractmethod
     def attribute(self, game: ValueFunction, curve: str) -> Attribution:
@@ -63,6 +69,8 @@ METHODS: dict[str, type[Method]] = {}
 
 
 def register_method(cls: type[Method]) -> type[Method]:
+    if "options" not in vars(cls):
+        cls.options = METHOD_OPTIONS.get(cls.name, ())
     METHODS[cls.name] = cls
     return cls
 

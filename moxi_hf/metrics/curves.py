@@ -9,7 +9,7 @@ import torch
 from ..errors import MoXIError
 from ..value import ValueFunction
 
-__all__ = ["CurveOutput", "curve_coalitions", "measure_curves", "patches_needed", "auc", "heatmap_from_order"]
+__all__ = ["CurveOutput", "auc", "curve_coalitions", "heatmap_from_order", "measure_curves", "patches_needed"]
 
 
 class CurveOutput(NamedTuple):
@@ -61,6 +61,13 @@ def heatmap_from_order(order: torch.Tensor, needed: int, n_players: int) -> torc
     return heat
 
 
-def auc(curve: torch.Tensor) -> torch.Tensor:
-    """Area under a curve sampled at k = 0..P: its mean over the P + 1 points (last dim)."""
-    return curve.float().mean(dim=-1)
+def auc(curve):
+    """Area under a curve sampled at k = 0..P: its mean over the P + 1 points (last dim).
+
+    A tensor gives a float32 tensor; a list or NumPy array (aggregated curves) a float64 mean.
+    """
+    if isinstance(curve, torch.Tensor):
+        return curve.float().mean(dim=-1)
+    import numpy as np
+
+    return np.asarray(curve, dtype=np.float64).mean(axis=-1)

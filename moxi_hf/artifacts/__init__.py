@@ -1,0 +1,108 @@
+"""Explanation artifacts: a folder that is a Hugging Face dataset repo.
+
+Layout (``moxi explain`` outputs and evaluation runs alike)::
+
+    README.md                      dataset card (YAML metadata + run settings + AUC table + plots)
+    data/explanations.parquet      one row per (image, method, curve), see ROW_COLUMNS
+    data/images.parquet            the picture the model saw, once per image (config "images")
+    curves.json                    per method × curve: accuracy/confidence per k, AUC, images, players
+    config.json                    the run settings, schema_version, package versions
+    plots/*.png                    curves.png, heatmaps.png, ...
+
+- :mod:`.schema`: file names, the row schema, one row from an Explanation
+- :mod:`.settings`: the run-settings dict of config.json
+- :mod:`.card`: the dataset card
+- :mod:`.folder`: writing and checking a folder
+- :mod:`.loading`: :class:`Artifacts` / :func:`load_artifacts`
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from ..fileio import package_versions, write_json
+from ..metrics import CURVE_KEYS, aggregate_curves
+from .card import CARD_TAGS, auc_table, card_text, iter_curves, write_card
+from .folder import (
+    SECRET_KEYS,
+    artifact_dir_problem,
+    check_artifact_dir,
+    is_artifact_dir,
+    publishable_config,
+    save_artifacts,
+    save_explanations,
+    scrub_secrets,
+    write_images,
+    write_rows,
+)
+from .loading import Artifacts, load_artifacts
+from .schema import (
+    CARD_FILE,
+    CONFIG_FILE,
+    CURVES_FILE,
+    DATA_FILE,
+    IMAGE_COLUMNS,
+    IMAGES_FILE,
+    PARTIAL_DIR,
+    PLOTS_DIR,
+    ROW_COLUMNS,
+    SCHEMA_VERSION,
+    explanation_to_row,
+    image_features,
+    public_name,
+    row_features,
+    rows_to_dataset,
+)
+from .settings import explainer_settings, run_settings
+
+__all__ = [
+    "CARD_FILE",
+    "CARD_TAGS",
+    "CONFIG_FILE",
+    "CURVES_FILE",
+    "CURVE_KEYS",
+    "DATA_FILE",
+    "IMAGES_FILE",
+    "IMAGE_COLUMNS",
+    "PARTIAL_DIR",
+    "PLOTS_DIR",
+    "ROW_COLUMNS",
+    "SCHEMA_VERSION",
+    "SECRET_KEYS",
+    "Artifacts",
+    "artifact_dir_problem",
+    "auc_table",
+    "card_text",
+    "check_artifact_dir",
+    "explainer_settings",
+    "explanation_to_row",
+    "image_features",
+    "is_artifact_dir",
+    "iter_curves",
+    "load_artifacts",
+    "package_versions",
+    "public_name",
+    "publishable_config",
+    "row_features",
+    "rows_to_dataset",
+    "run_settings",
+    "save_artifacts",
+    "save_explanations",
+    "scrub_secrets",
+    "write_card",
+    "write_images",
+    "write_json",
+    "write_rows",
+]
+
+#: names that moved; they keep working for one release with a DeprecationWarning
+_MOVED = {"curves_from_rows": ("moxi_hf.metrics.aggregate_curves", aggregate_curves)}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        new, value = _MOVED[name]
+        warnings.warn(f"moxi_hf.artifacts.{name} moved to {new}; the old name goes away in the next release",
+                      DeprecationWarning, stacklevel=2)
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,137 @@
+"""The artifact folder's fixed layout: file names, the row schema, and one row from an Explanation."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from datasets import ClassLabel, Dataset, Features, Sequence, Value
+from datasets import Image as ImageFeature
+
+__all__ = [
+    "CARD_FILE", "CONFIG_FILE", "CURVES_FILE", "DATA_FILE", "IMAGES_FILE", "PARTIAL_DIR", "PICTURE_COLUMN", "PLOTS_DIR",
+    "ROW_COLUMNS",
+    "SCHEMA_VERSION", "explanation_to_row", "image_features", "public_name", "row_features", "rows_to_dataset",
+]
+
+#: version of the folder layout written in config.json (folders without it are version 1: no images file)
+SCHEMA_VERSION = 2
+DATA_FILE = "data/explanations.parquet"
+#: the pictures the model saw, once per image (``datasets`` Image feature, encoded bytes)
+IMAGES_FILE = "data/images.parquet"
+CARD_FILE = "README.md"
+CURVES_FILE = "curves.json"
+CONFIG_FILE = "config.json"
+PLOTS_DIR = "plots"
+#: hidden resume state; never loaded as data, never uploaded
+PARTIAL_DIR = ".partial"
+
+#: column -> meaning. Lists are over players (row-major) or over k = 0..P.
+ROW_COLUMNS = {
+    "dataset_index": "index of the image in the source dataset split (or its position in the inputs)",
+    "image": "the image's path relative to the folder given (a local file), or its identifier, when known",
+    "label": "target class (true label in evaluation, prediction or --label in explain)",
+    "predicted": "model prediction on the whole image",
+    "method": "explanation method",
+    "curve": "insertion or deletion",
+    "order": "players, most important first",
+    "scores": "per-player scores (empty when the method has none)",
+    "heatmap": "per-player 'patches needed' heat, row-major over the players grid",
+    "patches_needed": "players inserted until the label is predicted / deleted until it is not",
+    "accuracy_curve": "1.0 when the prediction is the label after k = 0..P players inserted/deleted, else 0.0",
+    "confidence_curve": "p(label) after k = 0..P players inserted/deleted",
+    "grid_rows": "rows of the players grid",
+    "grid_cols": "columns of the players grid",
+}
+
+#: columns of IMAGES_FILE
+IMAGE_COLUMNS = {
+    "dataset_index": "the image's dataset_index in the rows",
+    "image": "as in the rows",
+    "picture": "the picture the model saw (resized and cropped by its image processor), PNG bytes",
+}
+
+
+def public_name(value: str | os.PathLike | None) -> str | None:
+    """What a written file may say about a model or dataset: a local folder by its name, a Hub id as is."""
+    if value is None:
+        return None
+    text = os.fspath(value)
+    path = Path(text).expanduser()
+    if path.exists() or os.path.isabs(text) or text.startswith(("./", "../", "~")):
+        return path.resolve().name or text
+    return text
+
+
+#: the column that holds the picture in the rows when the pictures are small enough to repeat per row
+PICTURE_COLUMN = "picture"
+
+
+def row_features(label_names: list[str] | None = None, with_picture: bool = False) -> Features:
+    label = ClassLabel(names=list(label_names)) if label_names else Value("int64")
+    features = Features({
+        "dataset_index": Value("int64"),
+        "image": Value("string"),
+        "label": label,
+        "predicted": Value("int64"),
+        "method": Value("string"),
+        "curve": Value("string"),
+        "order": Sequence(Value("int64")),
+        "scores": Sequence(Value("float32")),
+        "heatmap": Sequence(Value("float32")),
+        "patches_needed": Value("int64"),
+        "accuracy_curve": Sequence(Value("float32")),
+        "confidence_curve": Sequence(Value("float32")),
+        "grid_rows": Value("int64"),
+        "grid_cols": Value("int64"),
+    })
+    if with_picture:
+        features[PICTURE_COLUMN] = ImageFeature()
+    return features
+
+
+def image_features() -> Features:
+    return Features({"dataset_index": Value("int64"), "image": Value("string"), "picture": ImageFeature()})
+
+
+def rows_to_dataset(rows: list[dict], label_names: list[str] | None = None,
+                    pictures: dict[int, bytes] | None = None) -> Dataset:
+    """Rows (dicts with ROW_COLUMNS keys) -> a ``datasets.Dataset`` with the fixed features.
+
+    ``pictures``: dataset_index -> encoded picture, stored in a ``picture`` column (Image feature).
+    """
+    columns = {name: [row.get(name) for row in rows] for name in ROW_COLUMNS}
+    columns["scores"] = [list(value) if value is not None else [] for value in columns["scores"]]
+    columns["image"] = [value if value is not None else "" for value in columns["image"]]
+    if pictures is not None:
+        columns[PICTURE_COLUMN] = [{"bytes": pictures.get(row["dataset_index"]), "path": None} for row in rows]
+    return Dataset.from_dict(columns, features=row_features(label_names, with_picture=pictures is not None))
+
+
+def explanation_to_row(explanation, dataset_index: int = 0, accuracy_curve=None, confidence_curve=None,
+                       image: str | None = None) -> dict:
+    """One row from an :class:`moxi_hf.Explanation`; curves default to the explanation's own.
+
+    ``image``: the name to record (default: the explanation's ``image``, as given by the caller).
+    """
+    if accuracy_curve is None and explanation.curve_predictions is not None:
+        accuracy_curve = [float(p == explanation.label) for p in explanation.curve_predictions]
+    if confidence_curve is None:
+        confidence_curve = explanation.curve_probabilities
+    rows, cols = explanation.grid
+    return {
+        "dataset_index": int(dataset_index),
+        "image": image if image is not None else explanation.image,
+        "label": int(explanation.label),
+        "predicted": explanation.predicted,
+        "method": explanation.method,
+        "curve": explanation.curve,
+        "order": list(explanation.order),
+        "scores": explanation.scores,
+        "heatmap": [value for row in explanation.heatmap for value in row],
+        "patches_needed": int(explanation.patches_needed),
+        "accuracy_curve": list(accuracy_curve or []),
+        "confidence_curve": list(confidence_curve or []),
+        "grid_rows": rows,
+        "grid_cols": cols,
+    }

@@ -1,0 +1,43 @@
+"""The run-settings dict recorded in ``config.json`` (explain, compare and evaluate build it here)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .schema import SCHEMA_VERSION, public_name
+
+__all__ = ["explainer_settings", "run_settings"]
+
+
+def explainer_settings(explainer) -> dict:
+    """What an :class:`moxi_hf.Explainer` contributes: masking, reward, players grid, dtype, device."""
+    parameter = next(explainer.model.parameters())
+    return {
+        "masking": explainer.adapter.masking,
+        "reward": explainer.reward,
+        "players_grid": list(explainer.players.grid),
+        "dtype": str(parameter.dtype).replace("torch.", ""),
+        "device": parameter.device.type,
+    }
+
+
+def run_settings(*, kind: str, model: str | None, methods: Sequence[str], curves: Sequence[str],
+                 method_options: dict | None = None, explainer=None, **extra) -> dict:
+    """``{"schema_version", "kind", "model", "methods", "curves", "method_options", <explainer>, **extra}``.
+
+    ``model`` is written by :func:`public_name` (a local folder by its name). ``method_options``:
+    method -> its non-default options (empty ones are left out).
+    """
+    settings = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": kind,
+        "model": public_name(model),
+        "methods": list(methods),
+        "curves": list(curves),
+    }
+    if method_options is not None:
+        settings["method_options"] = {name: dict(options) for name, options in method_options.items() if options}
+    if explainer is not None:
+        settings.update(explainer_settings(explainer))
+    settings.update(extra)
+    return settings

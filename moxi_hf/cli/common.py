@@ -1,0 +1,308 @@
+"""Helpers shared by the sub-commands: flags (derived from the library's own names and method
+declarations), the explainer, the input images, output folders and the terminal summary.
+
+Imports nothing heavy at module level: ``moxi --help`` and usage errors never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..defaults import SAMPLE_SUFFIXES, default_model_path, sample_images
+from ..errors import MoXIError
+from ..options import DTYPES, MASKINGS, METHOD_OPTIONS, REWARD_NAMES, Option
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "InputImage",
+    "add_common_flags",
+    "add_method_option_flags",
+    "add_model_flags",
+    "batches",
+    "describe_class",
+    "finish",
+    "load_explainer",
+    "load_images",
+    "method_options",
+    "model_label",
+    "output_names",
+    "players_text",
+    "positive_int",
+    "print_line",
+    "read_images",
+    "readable_images",
+    "resolve_images",
+    "summary_line",
+]
+
+DEVICE_CHOICES = ("cpu", "cuda")
+DEFAULT_BATCH_SIZE = 8
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1 (a bad value is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """``--quiet``/``--debug`` accepted after the sub-command too."""
+    parser.add_argument("--quiet", dest="sub_quiet", action="store_true", help="no progress bars or summaries")
+    parser.add_argument("--debug", dest="sub_debug", action="store_true", help="show full tracebacks on errors")
+
+
+def add_model_flags(parser: argparse.ArgumentParser, output_help: str, default_output: str) -> None:
+    """Flags shared by ``explain`` and ``compare``: model, images, label, removal, output, batching."""
+    group = parser.add_argument_group("model and images")
+    group.add_argument("--model", metavar="PATH_OR_ID",
+                       help="HF image classifier: local folder or Hub id (default: the embedded moxi-vit-mnist)")
+    group.add_argument("--image", nargs="+", metavar="PATH", action="extend",
+                       help="image file(s) or folder(s) of images to explain (default: the model folder's samples/)")
+    group.add_argument("--label", type=int, metavar="INT",
+                       help="class index to explain for every image (default: the model's prediction)")
+    group.add_argument("--masking", choices=MASKINGS, default="auto",
+                       help="token removal (ViT/DeiT) or pixel masking (any classifier); auto picks (default: auto)")
+    group.add_argument("--reward", choices=REWARD_NAMES, default="log-odds",
+                       help="value of a coalition from the label's logit (default: log-odds)")
+    group.add_argument("--players-grid", type=positive_int, metavar="G",
+                       help="G×G players, each a block of patches; G must divide the patch grid "
+                            "(default: one per patch)")
+    group.add_argument("--dtype", choices=DTYPES, default="float32", help="model dtype (default: float32)")
+    group.add_argument("--device", choices=DEVICE_CHOICES, default="cpu", help="default: cpu")
+    group.add_argument("--output-dir", default=default_output, metavar="DIR",
+                       help=f"{output_help} (default: {default_output})")
+    group.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="N",
+                       help=f"images explained together, sharing forward passes (default: {DEFAULT_BATCH_SIZE})")
+
+
+def _cli_options(curve_safe_only: bool = False) -> dict[str, tuple[Option, list[str]]]:
+    """flag -> (its option, the methods declaring it), from :data:`moxi_hf.options.METHOD_OPTIONS`."""
+    flags: dict[str, tuple[Option, list[str]]] = {}
+    for method, options in METHOD_OPTIONS.items():
+        for option in options:
+            if option.cli and (option.curve_safe or not curve_safe_only):
+                flags.setdefault(option.flag, (option, []))[1].append(method)
+    return flags
+
+
+def add_method_option_flags(parser: argparse.ArgumentParser, curve_safe_only: bool = False,
+                            defaults: bool = False, skip: Sequence[str] = ()) -> None:
+    """One flag per declared method option (``--num-samples``, ``--seed``, ``--early-stop``, ...).
+
+    ``defaults``: give the flags their declared default (evaluate); otherwise they default to None
+    (not given) so an option meant for another method can be refused.
+    """
+    group = parser.add_argument_group("method options")
+    for flag, (option, methods) in _cli_options(curve_safe_only).items():
+        if option.name in skip:
+            continue
+        text = f"{option.help} (default: {option.default})"
+        if option.type is bool:
+            group.add_argument(flag, action="store_true", default=option.default if defaults else None, help=text)
+        else:
+            group.add_argument(flag, type=positive_int if option.name == "num_samples" else option.type,
+                               default=option.default if defaults else None,
+                               metavar=option.name.split("_")[-1][0].upper(), help=text)
+
+
+def method_options(method: str, args: argparse.Namespace, strict: bool = True, curve_safe_only: bool = False) -> dict:
+    """Keyword options of ``method`` from the flags; ``strict``: an option meant only for other methods is an error."""
+    declared = {option.name for option in METHOD_OPTIONS.get(method, ())}
+    options: dict = {}
+    for flag, (option, methods) in _cli_options().items():
+        value = getattr(args, option.name, None)
+        if value is None or value is False:
+            continue
+        if option.name in declared and (option.curve_safe or not curve_safe_only):
+            options[option.name] = value
+        elif strict and option.name not in declared:
+            only = " or ".join(f"--method {name}" for name in methods)
+            raise MoXIError(f"{flag} only applies to {only}, not {method}")
+    return options
+
+
+def load_explainer(args: argparse.Namespace):
+    """The Explainer for ``--model`` (default: the embedded model) with the removal/reward/grid flags."""
+    from ..explainer import Explainer
+
+    model = args.model if args.model is not None else os.fspath(default_model_path())
+    try:
+        return Explainer.from_pretrained(
+            model, masking=args.masking, reward=args.reward, players_grid=args.players_grid,
+            dtype=args.dtype, device=args.device,
+        )
+    except MoXIError as error:  # speak in flags, not keyword arguments
+        raise MoXIError(str(error).replace("masking='pixel'", "--masking pixel")
+                        .replace("use players_grid", "use --players-grid")) from None
+
+
+@dataclass
+class InputImage:
+    """One input file: ``path`` (as found) and ``name``, its path relative to the ``--image`` folder or file given."""
+
+    path: Path
+    name: str
+
+
+def resolve_images(args: argparse.Namespace) -> list[InputImage]:
+    """``--image`` files (a folder: its image files), or the ``samples/`` of the model folder when none are given."""
+    if not args.image:
+        model_dir = Path(args.model) if args.model is not None else default_model_path()
+        found = sample_images(model_dir) if model_dir.is_dir() else []
+        if not found:
+            raise MoXIError(f"no --image given and the model {args.model!r} has no samples/ folder of images; "
+                            "pass --image PATH")
+        return [InputImage(path, path.name) for path in found]
+    images: list[InputImage] = []
+    for given in args.image:
+        path = Path(given)
+        if path.is_dir():  # a folder stands for the image files in it
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SAMPLE_SUFFIXES)
+            if not found:
+                raise MoXIError(f"image folder {str(path)!r} has no image files ({', '.join(SAMPLE_SUFFIXES)})")
+            images.extend(InputImage(p, p.relative_to(path).as_posix()) for p in found)
+        else:
+            images.append(InputImage(path, path.name))
+    return images
+
+
+def read_images(images: Sequence[InputImage]) -> tuple[list[InputImage], list[str]]:
+    """(the readable images, one message per unreadable one); the images are read once to check them."""
+    from ..images import load_image
+
+    good, bad = [], []
+    for image in images:
+        try:
+            load_image(image.path)
+        except MoXIError as error:
+            bad.append(str(error))
+        else:
+            good.append(image)
+    return good, bad
+
+
+def readable_images(args: argparse.Namespace) -> tuple[list[InputImage], list[str]]:
+    """The input images that can be read, and one message per one that cannot (each printed on stderr).
+
+    Raises MoXIError when none can be read, so a run with no usable image fails before loading the model.
+    """
+    images, bad = read_images(resolve_images(args))
+    if not images:
+        raise MoXIError(bad[0] if len(bad) == 1 else f"none of the {len(bad)} images could be read: {bad[0]}")
+    for message in bad:
+        print(f"moxi: skipping an image: {message}", file=sys.stderr)
+    return images, bad
+
+
+def finish(bad: Sequence[str], total: int) -> int:
+    """Exit code of a run: 1 (with a closing line) when some images could not be read, else 0."""
+    if not bad:
+        return 0
+    print(f"moxi: error: {len(bad)} of {total} images could not be read (listed above); the others are explained",
+          file=sys.stderr)
+    return 1
+
+
+def load_images(images: Sequence[InputImage]) -> list:
+    """RGB PIL images of ``images``."""
+    from ..images import load_image
+
+    return [load_image(image.path) for image in images]
+
+
+def output_names(paths: Sequence[Path | InputImage]) -> list[str]:
+    """One folder name per image: its file stem, with ``-2``, ``-3``, ... added where stems repeat."""
+    names: list[str] = []
+    taken: set[str] = set()
+    for path in paths:
+        path = path.path if isinstance(path, InputImage) else path
+        stem = path.stem or "image"
+        name, count = stem, 1
+        while name in taken:
+            count += 1
+            name = f"{stem}-{count}"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def batches(items: Sequence, size: int) -> Iterator[tuple[int, Sequence]]:
+    """(start index, slice) over ``items`` in chunks of ``size``."""
+    for start in range(0, len(items), size):
+        yield start, items[start: start + size]
+
+
+def describe_class(index: int | None, name: str | None) -> str:
+    """``7`` when the class name is the index itself, else ``281 ("tabby cat")``."""
+    if index is None:
+        return "?"
+    return str(index) if name is None or name == str(index) else f'{index} ("{name}")'
+
+
+def players_text(explanation) -> str:
+    """'49 patches' or '16 players (2x2 patches each)'."""
+    rows, cols = explanation.grid
+    n_players = rows * cols
+    if explanation.patch_grid is None or tuple(explanation.patch_grid) == tuple(explanation.grid):
+        return f"{n_players} patches"
+    group = (explanation.patch_grid[0] // rows, explanation.patch_grid[1] // cols)
+    return f"{n_players} players ({group[0]}x{group[1]} patches each)"
+
+
+def _reached(explanation) -> bool:
+    predictions = explanation.curve_predictions or []
+    k = explanation.patches_needed
+    if k >= len(predictions):
+        return False
+    hit = predictions[k] == explanation.label
+    return hit if explanation.curve == "insertion" else not hit
+
+
+def summary_line(name: str, explanation, where: str, predicted_name: str | None = None) -> str:
+    """One line per image for the terminal."""
+    predicted = describe_class(explanation.predicted, predicted_name)
+    label = describe_class(explanation.label, explanation.label_name)
+    total = players_text(explanation)
+    if _reached(explanation):
+        if explanation.curve == "insertion":
+            needed = f"{explanation.patches_needed} of {total} needed to predict it"
+        else:
+            needed = f"{explanation.patches_needed} of {total} removed to change the prediction"
+    else:
+        needed = ("never predicted it, even with all " if explanation.curve == "insertion"
+                  else "prediction survives removing all ") + total
+    return (f"{name}: predicted {predicted}; explained {label} with {explanation.method} "
+            f"({explanation.curve}): {needed} -> {where}")
+
+
+def model_label(args: argparse.Namespace, explainer) -> str:
+    """How to name the model to the user: the embedded default by name, others as given."""
+    if args.model is not None:
+        return str(args.model)
+    relative = os.path.relpath(explainer.name)
+    return f"the embedded default model ({explainer.name if relative.startswith('..') else relative})"
+
+
+def print_line(quiet: bool, text: str, file=None) -> None:
+    if not quiet:
+        from tqdm.auto import tqdm
+
+        tqdm.write(text, file=file or sys.stdout)
+
+
+def remove_tree(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()

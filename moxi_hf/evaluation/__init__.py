@@ -1,0 +1,52 @@
+"""Insertion/deletion evaluation over a ``datasets`` split, under plain ``python`` or ``accelerate launch``.
+
+The protocol: shuffle the split with ``seed``; keep the first ``num_images`` images the model
+classifies correctly on the whole image (or the first ``per_class`` correct images of every
+class); the true label is the target. For every method and curve compute the order of the players,
+then the accuracy curve (is the label still/already predicted after k = 0..P players were
+deleted/inserted, k = 0 measured) and the confidence curve p(label), averaged over the images;
+AUC = the mean of a curve over k = 0..P (:func:`moxi_hf.metrics.aggregate_curves`).
+
+- :mod:`.config`: :class:`EvaluationConfig` and defaults
+- :mod:`.data`: the split (Hub id or local folder), its seeded order, random access
+- :mod:`.selection`: the correctly classified images evaluated
+- :mod:`.run`: the sharded, resumable run and the output folder (layout of :mod:`moxi_hf.artifacts`)
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from ..artifacts import PARTIAL_DIR
+from .config import DEFAULT_DATASET, DEFAULT_MODEL, DEFAULT_NUM_IMAGES, EvaluationConfig, default_model, method_options
+from .data import DataSource, open_dataset
+from .run import check_output_dir, evaluate, explain_chunk, format_summary, methods_for
+from .selection import select_images
+
+__all__ = [
+    "DEFAULT_DATASET", "DEFAULT_MODEL", "DEFAULT_NUM_IMAGES", "PARTIAL_DIR", "DataSource", "EvaluationConfig",
+    "check_output_dir", "default_model", "evaluate", "explain_chunk", "format_summary", "method_options",
+    "methods_for", "open_dataset", "select_images",
+]
+
+
+def _moved(name: str):
+    from .. import fileio, metrics, plotting
+
+    return {
+        "aggregate_curves": ("moxi_hf.metrics.aggregate_curves", metrics.aggregate_curves),
+        "package_versions": ("moxi_hf.fileio.package_versions", fileio.package_versions),
+        "plot_curves": ("moxi_hf.plotting.plot_curves (returns a Figure)", plotting.plot_curves),
+        "plot_heatmaps": ("moxi_hf.plotting.plot_heatmap_grid (returns a Figure)", plotting.plot_heatmap_grid),
+        "_methods_for": ("moxi_hf.evaluation.methods_for", methods_for),
+    }.get(name)
+
+
+def __getattr__(name: str):
+    moved = _moved(name)
+    if moved is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    new, value = moved
+    warnings.warn(f"moxi_hf.evaluation.{name} moved to {new}; the old name goes away in the next release",
+                  DeprecationWarning, stacklevel=2)
+    return value

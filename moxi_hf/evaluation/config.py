@@ -1,0 +1,83 @@
+"""What one evaluation run needs: :class:`EvaluationConfig` and its defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import MoXIError
+from ..options import CURVES, DEFAULT_DATASET, DEFAULT_NUM_IMAGES, METHOD_NAMES, METHOD_OPTIONS
+
+__all__ = ["DEFAULT_DATASET", "DEFAULT_MODEL", "DEFAULT_NUM_IMAGES", "EvaluationConfig", "default_model",
+           "method_options"]
+
+#: The shipped checkpoint, used when no model is given (same default as ``moxi explain``).
+DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "models" / "moxi-vit-mnist")
+
+
+def default_model() -> str:
+    """The default model: ``moxi_hf.defaults.default_model_path()`` (as ``moxi explain``), else :data:`DEFAULT_MODEL`."""
+    try:
+        from ..defaults import default_model_path
+    except ImportError:
+        return DEFAULT_MODEL
+    return os.fspath(default_model_path())
+
+
+@dataclass
+class EvaluationConfig:
+    """Everything one evaluation run needs. ``None`` fields get their documented default."""
+
+    output_dir: str
+    model: str | None = None  # default: :func:`default_model`
+    dataset: str = DEFAULT_DATASET  # Hub dataset id or a local folder (imagefolder)
+    split: str | None = None  # default: validation (a local folder with one split: that split)
+    streaming: bool = False
+    shuffle_buffer: int = 1000  # streaming only: size of the shuffle buffer
+    image_column: str = "image"
+    label_column: str = "label"
+    methods: Sequence[str] | None = None  # default: every method the model supports
+    curves: Sequence[str] = CURVES
+    num_images: int | None = None  # default 100 (without per_class)
+    per_class: int | None = None  # first K correct images of every class
+    seed: int = 0
+    num_samples: int = 200  # full-shapley samples per player
+    masking: str = "auto"
+    reward: str = "log-odds"
+    players_grid: int | tuple[int, int] | None = None
+    dtype: str = "float32"
+    device: str | None = None  # None/"auto": the process's accelerator (Accelerate), "cpu" forces CPU
+    batch_size: int = 8  # images explained together
+    overwrite: bool = False
+    quiet: bool = False
+    embed_images: bool = False  # a Hub dataset's pictures in the output (local datasets: always)
+    push_to_hub: str | None = None  # dataset repo (USER/NAME) to upload the finished folder to
+    hub_private: bool = False  # create that repo as private
+
+    def validate(self) -> None:
+        if self.num_images is not None and self.per_class is not None:
+            raise MoXIError("give either --num-images or --per-class, not both")
+        for name in ("num_images", "per_class", "batch_size", "num_samples", "shuffle_buffer"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) < 1):
+                raise MoXIError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        for curve in self.curves:
+            if curve not in CURVES:
+                raise MoXIError(f"unknown curve {curve!r}; choose insertion and/or deletion")
+        if not self.curves or len(set(self.curves)) != len(self.curves):
+            raise MoXIError("curves must be a non-empty list without repeats")
+        if self.methods is not None:
+            for method in self.methods:
+                if method not in METHOD_NAMES:
+                    raise MoXIError(f"unknown method {method!r}; choose among {', '.join(METHOD_NAMES)}")
+            if not self.methods or len(set(self.methods)) != len(self.methods):
+                raise MoXIError("methods must be a non-empty list without repeats")
+
+
+
+def method_options(name: str, config: EvaluationConfig) -> dict:
+    """The options of method ``name`` taken from the config fields of the same name (declared per method)."""
+    return {option.name: getattr(config, option.name) for option in METHOD_OPTIONS.get(name, ())
+            if option.curve_safe and option.cli and hasattr(config, option.name)}

@@ -1,0 +1,68 @@
+"""Names the library accepts (methods, curves, maskings, rewards, dtypes) and each method's options.
+
+This module imports nothing heavy, so the command line can build its flags and answer ``--help``
+without importing torch. Each method's options are declared here once; :class:`moxi_hf.Method`
+subclasses carry them as ``options`` and the CLI flags, the evaluation config and the artifact
+settings are derived from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["CURVES", "DEFAULT_DATASET", "DEFAULT_NUM_IMAGES", "DTYPES", "MASKINGS", "METHOD_NAMES", "METHOD_OPTIONS",
+           "REWARD_NAMES", "Option", "flag_name"]
+
+#: method names in the order they are listed in help and errors
+METHOD_NAMES = ("moxi", "self-shapley", "full-shapley", "gradcam", "gradcam++", "attention-rollout")
+CURVES = ("insertion", "deletion")
+MASKINGS = ("auto", "token", "pixel")
+REWARD_NAMES = ("log-odds", "log-prob", "logit")
+DTYPES = ("float32", "bfloat16")
+#: ``moxi evaluate`` defaults: the dataset and how many correctly classified images
+DEFAULT_DATASET = "ILSVRC/imagenet-1k"
+DEFAULT_NUM_IMAGES = 100
+
+
+@dataclass(frozen=True)
+class Option:
+    """One keyword option of a method: its name, type, default and help text.
+
+    ``curve_safe`` False: the option makes orders incomplete (early stop), so evaluations and
+    comparisons, which need complete orders, never set it.
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    curve_safe: bool = True
+    cli: bool = True  # False: Python API only
+
+    @property
+    def flag(self) -> str:
+        return flag_name(self.name)
+
+
+def flag_name(name: str) -> str:
+    """``num_samples`` -> ``--num-samples``."""
+    return "--" + name.replace("_", "-")
+
+
+#: method -> its user-facing options (the constructor keywords a user may set)
+METHOD_OPTIONS: dict[str, tuple[Option, ...]] = {
+    "moxi": (
+        Option("max_players", int, None, "moxi: stop after this many players", curve_safe=False, cli=False),
+        Option("early_stop", bool, False, "moxi: stop once the label is reached (insertion) / lost (deletion); "
+                                          "the order then holds only the players needed", curve_safe=False),
+    ),
+    "self-shapley": (),
+    "full-shapley": (
+        Option("num_samples", int, 200, "full-shapley: Monte Carlo samples per player"),
+        Option("seed", int, 0, "full-shapley: random seed"),
+    ),
+    "gradcam": (Option("eigen_smooth", bool, False, "gradcam: first principal component of the map", cli=False),),
+    "gradcam++": (Option("eigen_smooth", bool, False, "gradcam++: first principal component of the map", cli=False),),
+    "attention-rollout": (),
+}

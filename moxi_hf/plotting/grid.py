@@ -1,0 +1,51 @@
+"""A grid of heatmaps: one row per image (its model view), one column per method."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ._figure import new_figure
+from .heatmap import draw_heatmap
+
+__all__ = ["plot_heatmap_grid"]
+
+
+def plot_heatmap_grid(rows: Sequence[dict], methods: Sequence[str], curve: str, pictures: dict | None = None,
+                      label_names: list[str] | None = None, max_images: int = 6):
+    """Heatmaps of artifact ``rows`` for ``curve``: the first ``max_images`` images × ``methods``. Returns the figure.
+
+    ``pictures``: dataset_index -> the model's view of that image (PIL or (H, W, 3) array); images
+    without one show the heat alone.
+    """
+    pictures = pictures or {}
+    by_key = {(row["dataset_index"], row["method"], row["curve"]): row for row in rows}
+    indices = list(dict.fromkeys(row["dataset_index"] for row in rows if row["curve"] == curve))[:max_images]
+    columns = len(methods) + 1
+    figure = new_figure(1.9 * columns, 2.0 * max(len(indices), 1))
+    axes = figure.subplots(max(len(indices), 1), columns, squeeze=False)
+    for r, index in enumerate(indices):
+        picture = pictures.get(index)
+        for c in range(columns):
+            ax = axes[r][c]
+            if c == 0:
+                first = next((by_key[(index, m, curve)] for m in methods if (index, m, curve) in by_key), None)
+                label = first["label"] if first else "?"
+                known = label_names and isinstance(label, int) and label < len(label_names)
+                name = label_names[label] if known else label
+                if picture is not None:
+                    ax.imshow(np.asarray(picture), interpolation="nearest")
+                ax.set_axis_off()
+                ax.set_title(f"#{index} label {name}", fontsize=8)
+                continue
+            row = by_key.get((index, methods[c - 1], curve))
+            if row is None:
+                ax.set_axis_off()
+                continue
+            heat = np.asarray(row["heatmap"], dtype=np.float32).reshape(row["grid_rows"], row["grid_cols"])
+            title = f"{methods[c - 1]}\n{row['patches_needed']} needed" if r == 0 else f"{row['patches_needed']} needed"
+            draw_heatmap(ax, heat, picture, title, hide_zero=True)
+    figure.suptitle(f"{curve}: players needed (heat = earlier in the order)", fontsize=9)
+    figure.tight_layout()
+    return figure
