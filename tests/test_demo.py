@@ -347,6 +347,7 @@ def test_page_in_a_browser(tmp_path):
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -360,11 +361,13 @@ def test_page_in_a_browser(tmp_path):
     server = subprocess.Popen([sys.executable, "-m", "moxi_hf", "demo", "--port", str(port)], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     driver = None
+    launched = time.monotonic()
     try:
         _wait_for_server(url, server)
+        start_up = time.monotonic() - launched
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
-        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1050"):
+        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1150"):
             options.add_argument(argument)
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
         driver.get(url)
@@ -384,11 +387,25 @@ def test_page_in_a_browser(tmp_path):
             assert int(count.text) == want.patches_needed
             text = driver.find_element(By.ID, "patches-needed-text").text
             assert f"of {want.n_players} patches needed to predict {want.label}" in text
+            wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#interactions img")))  # MoXI's picture
         wanted = os.environ.get("MOXI_SAVE_SCREENSHOT")
         shot = ROOT / "docs" / "demo_screenshot.png" if wanted else tmp_path / "demo_screenshot.png"
         time.sleep(0.5)  # let the progress overlay fade out
         assert driver.save_screenshot(os.fspath(shot))
-        print(f"\nclick to heatmap: first {timings[0]:.2f} s, second {timings[1]:.2f} s; screenshot {shot}")
+        print(f"\nstart-up {start_up:.1f} s; click to heatmap: first {timings[0]:.2f} s, second {timings[1]:.2f} s; "
+              f"screenshot {shot}")
+        # A long run (full-context Shapley) is stopped by Cancel, with a message instead of a result.
+        choose = driver.find_element(By.CSS_SELECTOR, "#method input")
+        choose.click()
+        choose.send_keys(Keys.CONTROL, "a")
+        choose.send_keys("full-shapley", Keys.ENTER)
+        assert choose.get_attribute("value") == "full-shapley"
+        driver.find_element(By.ID, "run").click()
+        wait.until(lambda d: "full-shapley:" in d.find_element(By.ID, "heatmap").text)  # its coalition progress
+        driver.find_element(By.ID, "cancel").click()
+        wait.until(ec.presence_of_element_located((By.ID, "cancelled")))
+        if os.environ.get("MOXI_DEBUG_SHOTS"):
+            driver.save_screenshot(os.fspath(tmp_path / "cancelled.png"))
     finally:
         if driver is not None:
             driver.quit()

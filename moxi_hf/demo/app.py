@@ -81,7 +81,7 @@ def needed_html(result) -> str:
             f'({html.escape(explanation.method)}, {explanation.curve}; the model predicts {explanation.predicted})</span>')
 
 
-CANCELLED_HTML = '<span id="cancelled">Cancelled: the request stopped; nothing new is shown.</span>'
+CANCELLED_HTML = '<span id="cancelled">Cancelled: the request stopped before it finished.</span>'
 
 
 class PageHandlers:
@@ -134,7 +134,10 @@ class PageHandlers:
     def compare(self, image, curve, label, reward, grid, request=None, progress=None):
         """The compare sheet of every method that applies."""
         result = self._run(self.model.compare, image, curve, label, reward, grid, request, progress)
-        return self.gr.skip() if result is None else result[0]
+        if result is None:
+            self.gr.Warning("cancelled: the comparison stopped")
+            return self.gr.skip()
+        return result[0]
 
     def cancel(self, request=None) -> int:
         """Cancel this session's running requests; returns how many were running."""
@@ -166,8 +169,8 @@ def build_demo(demo_model: DemoModel | Explainer, samples=None,
     def compare(image, curve, label, reward, grid, request: gr.Request, progress=gr.Progress()):  # noqa: B008
         return handlers.compare(image, curve, label, reward, grid, request, progress)
 
-    def cancel(request: gr.Request):
-        return CANCELLED_HTML if handlers.cancel(request) else gr.skip()
+    def cancel(request: gr.Request):  # the running handler stops at its next chunk and says so itself
+        handlers.cancel(request)
 
     with gr.Blocks(title="moxi demo", analytics_enabled=False) as demo:
         gr.Markdown(f"## {title}\nModel: `{demo_model.title}` · {rows}x{cols} patches · "
@@ -213,9 +216,9 @@ def build_demo(demo_model: DemoModel | Explainer, samples=None,
                     compare_button = gr.Button("Compare all methods", elem_id="compare")
                     sheet = gr.Image(type="pil", label="compare sheet", elem_id="compare-sheet", interactive=False)
         inputs = [image, method, curve, label, reward, grid]
-        explain_event = run.click(explain, inputs, [heatmap, needed, curve_plot, interactions, download])
-        compare_event = compare_button.click(compare, [image, curve, label, reward, grid], [sheet])
-        stop.click(cancel, None, [needed], cancels=[explain_event, compare_event], queue=False)
+        run.click(explain, inputs, [heatmap, needed, curve_plot, interactions, download])
+        compare_button.click(compare, [image, curve, label, reward, grid], [sheet])
+        stop.click(cancel, None, None, queue=False)
     return demo
 
 
