@@ -96,7 +96,7 @@ class RequestWatch:
 class _Watched:
     """Mixin over a removal adapter class: the request's :class:`RequestWatch` sees each chunk first."""
 
-    watch: RequestWatch
+    watch: Callable[[int], None]  # a RequestWatch, called with the chunk's number of coalitions
 
     def logits(self, prepared, image_index, keep):
         self.watch(int(keep.shape[0]))
@@ -108,7 +108,7 @@ def _watched_class(cls: type) -> type:
     return type(f"Watched{cls.__name__}", (_Watched, cls), {"__module__": __name__})
 
 
-def watched_adapter(adapter: RemovalAdapter, watch: RequestWatch) -> RemovalAdapter:
+def watched_adapter(adapter: RemovalAdapter, watch: Callable[[int], None]) -> RemovalAdapter:
     """A per-request copy of ``adapter`` (same class family, same model object) that calls ``watch`` per chunk.
 
     The shared adapter and model are untouched: no hooks, no attribute changes.
@@ -117,6 +117,14 @@ def watched_adapter(adapter: RemovalAdapter, watch: RequestWatch) -> RemovalAdap
     copy.__dict__.update(vars(adapter))
     copy.watch = watch
     return copy
+
+
+class _EvaluatesCoalitions(Exception):
+    """Raised by the methods probe at a method's first coalition."""
+
+
+def _stop_at_first_coalition(coalitions: int) -> None:
+    raise _EvaluatesCoalitions
 
 
 def expected_coalitions(method: str, n_players: int) -> int | None:
@@ -210,21 +218,21 @@ class DemoModel:
         size = getattr(self.explainer.processor, "size", None) or {}
         side = int(size.get("height", size.get("shortest_edge", 224))) if isinstance(size, dict) else 224
         pixel_values, _ = self.explainer.preprocess([Image.new("RGB", (side, side), (128, 128, 128))])
-        game = self.explainer.value_function(pixel_values, [0])
+        probe = self.explainer_for(watch=_stop_at_first_coalition)
+        game = probe.value_function(pixel_values, [0])
         found = []
-        for name, cls in METHODS.items():
-            if cls.depends_on_curve:  # game-theoretic: only needs the value function
-                found.append(name)
-                continue
-            try:  # model-specific (one forward/backward): probe it
+        for name in METHODS:
+            try:  # model-specific methods run (one forward/backward) or refuse; the others reach the game
                 get_method(name).attribute(game, CURVES[0])
+            except _EvaluatesCoalitions:  # it only needs the value function, which every model has
+                pass
             except MoXIError:
                 continue
             found.append(name)
         return found
 
     def explainer_for(self, reward: str | None = None, players_grid: int | None = None,
-                      watch: RequestWatch | None = None) -> Explainer:
+                      watch: Callable[[int], None] | None = None) -> Explainer:
         """The explainer with this reward and players grid, sharing the loaded model.
 
         Without ``watch`` it is built once and kept; with one it is this request's own (see :func:`watched_adapter`).
