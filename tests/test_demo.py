@@ -21,7 +21,7 @@ from PIL import Image
 from moxi_hf import Explainer, MoXIError
 from moxi_hf.defaults import default_model_path, default_sample_images
 from moxi_hf.demo import Cancelled, DemoModel, check_image, load_demo_model
-from moxi_hf.demo.core import MAX_IMAGE_SIDE, grid_choices, label_choices
+from moxi_hf.demo.core import MAX_IMAGE_SIDE, RequestWatch, grid_choices, label_choices
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,18 +65,31 @@ def test_label_reward_and_grid_equal_explainer(tiny, vit_dir):
     assert result.explanation.grid == (2, 2) and result.explanation.label == 3
     assert tiny.explainer_for("log-prob", 2) is tiny.explainer_for("log-prob", 2)  # built once
     assert tiny.explainer_for("log-prob", 2).model is tiny.explainer.model  # the model is shared
+    assert tiny.explainer_for("log-prob", 2, watch=RequestWatch("x")).model is tiny.explainer.model
 
 
-def test_interaction_picture_for_moxi_where_the_library_draws_it(tiny):
-    from moxi_hf import Explanation
-
+def test_moxi_shows_its_interactions_and_the_json_keeps_them(tiny, vit_dir):
     image = _digit(11)
-    drawn = tiny.explain(image, "moxi").interactions
-    if hasattr(Explanation, "plot_interactions"):
-        assert drawn is not None and drawn.size[0] > 100
-    else:
-        assert drawn is None
-    assert tiny.explain(image, "gradcam").interactions is None
+    result = tiny.explain(image, "moxi")
+    expected = Explainer.from_pretrained(vit_dir).explain(image, "moxi", interactions=True)
+    assert result.explanation.interactions == expected.interactions and result.explanation.gains == expected.gains
+    assert result.interactions is not None and result.interactions.size[0] > 300
+    saved = json.loads(Path(result.json_path).read_text())
+    assert saved["interactions"]["players"] == expected.interactions["players"]
+    assert saved["gains"]["self"] == pytest.approx(expected.gains["self"])
+    other = tiny.explain(image, "gradcam")
+    assert other.interactions is None and json.loads(Path(other.json_path).read_text())["interactions"] is None
+
+
+def test_pictures_come_from_the_library(tiny):
+    from moxi_hf.demo.figures import to_image
+    from moxi_hf.plotting import plot_explanation, plot_explanation_curve
+
+    result = tiny.explain(_digit(14), "self-shapley")
+    explanation = result.explanation
+    assert explanation.display_image is not None  # the heatmap is drawn over the model's view
+    assert np.array_equal(np.asarray(result.heatmap), np.asarray(to_image(plot_explanation(explanation))))
+    assert np.array_equal(np.asarray(result.curve), np.asarray(to_image(plot_explanation_curve(explanation))))
 
 
 def test_choices(tiny):
@@ -123,50 +136,75 @@ def test_compare_sheet(tiny, vit_dir):
     assert record["methods"]["moxi"]["insertion"]["patches_needed"] == expected.patches_needed
 
 
-def test_cancel_stops_a_running_request_and_frees_the_model(tiny):
+def test_cancel_stops_a_running_request_and_leaves_the_model_alone(tiny):
     image = _digit(6)
     before = tiny.explain(image, "full-shapley").explanation
+    adapter_class = type(tiny.explainer.adapter)
     cancel = threading.Event()
-    calls = []
+    seen = []
 
-    def progress(fraction, text):  # cancel once the request is under way
-        calls.append(text)
-        if text.startswith("explaining"):
+    def progress(fraction, text):  # cancel once coalitions are being evaluated
+        seen.append((fraction, text))
+        if text.startswith("full-shapley:"):
             cancel.set()
 
     with pytest.raises(Cancelled):
         tiny.explain(image, "full-shapley", progress=progress, cancel=cancel)
-    assert not tiny.lock.locked()
-    assert not torch.nn.modules.module._global_forward_pre_hooks  # the cancel check is gone with the request
+    assert seen and seen[-1][0] < 0.5 and "coalitions" in seen[-1][1]  # stopped early, mid-run
+    assert type(tiny.explainer.adapter) is adapter_class  # the shared adapter was never changed
+    assert not torch.nn.modules.module._global_forward_pre_hooks
     _same(tiny.explain(image, "full-shapley").explanation, before)  # nothing left behind
-    with pytest.raises(Cancelled):  # cancelled before it got the model
+    with pytest.raises(Cancelled):  # cancelled before it started
         tiny.explain(image, "moxi", cancel=cancel)
 
 
-def test_two_requests_at_once_get_their_own_results(tiny):
-    jobs = [(_digit(7), "attention-rollout", "insertion"), (_digit(8), "gradcam", "deletion"),
-            (_digit(9), "moxi", "deletion"), (_digit(10), "self-shapley", "insertion")]
-    sequential = [tiny.explain(*job).explanation for job in jobs]
-    start = threading.Barrier(len(jobs))
-    results: dict[int, object] = {}
-    errors: list[BaseException] = []
+def test_full_shapley_progress_counts_its_coalitions(tiny):
+    seen = []
+    tiny.explain(_digit(15), "full-shapley", progress=lambda fraction, text: seen.append((fraction, text)))
+    fractions = [fraction for fraction, text in seen if text.startswith("full-shapley:")]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0
+    assert "of 6,417 coalitions" in seen[0][1]  # 2 x 16 players x 200 samples, then the 17-point curve
 
-    def work(index, job):
+
+def _run_at_once(calls):
+    """Run the callables in threads started together; their results (or errors) in order."""
+    start = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def work(index, call):
+        start.wait()
         try:
-            start.wait()
-            results[index] = tiny.explain(*job).explanation
-        except BaseException as error:  # noqa: BLE001 - reported below
-            errors.append(error)
+            results[index] = call()
+        except BaseException as error:  # noqa: BLE001 - returned to the test
+            results[index] = error
 
-    threads = [threading.Thread(target=work, args=(i, job)) for i, job in enumerate(jobs)]
+    threads = [threading.Thread(target=work, args=(i, call)) for i, call in enumerate(calls)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert not errors
+    return results
+
+
+def test_requests_at_once_get_their_own_results(tiny):
+    jobs = [(_digit(7), "attention-rollout", "insertion"), (_digit(8), "gradcam", "deletion"),
+            (_digit(9), "moxi", "deletion"), (_digit(10), "self-shapley", "insertion")]
+    sequential = [tiny.explain(*job).explanation for job in jobs]
+    results = _run_at_once([lambda job=job: tiny.explain(*job).explanation for job in jobs])
     for index, expected in enumerate(sequential):
         _same(results[index], expected)
         assert results[index].method == jobs[index][1]
+
+
+def test_cancelling_one_request_leaves_the_other_running(tiny):
+    image = _digit(16)
+    expected = tiny.explain(image, "moxi").explanation
+    cancel = threading.Event()
+    cancel.set()
+    cancelled, finished = _run_at_once([lambda: tiny.explain(_digit(17), "full-shapley", cancel=cancel),
+                                        lambda: tiny.explain(image, "moxi").explanation])
+    assert isinstance(cancelled, Cancelled)
+    _same(finished, expected)
 
 
 def test_default_model_loaded_once():
@@ -203,23 +241,28 @@ def test_page_handlers(tiny, vit_dir):
 
 def test_page_cancel_button_stops_the_sessions_request(tiny):
     pytest.importorskip("gradio")
-    from moxi_hf.demo.app import PageHandlers
+    from moxi_hf.demo.app import CANCELLED_HTML, PageHandlers
 
     handlers = PageHandlers(tiny)
     request = type("Request", (), {"session_hash": "abc"})()
+    running, cancelled = threading.Event(), threading.Event()
+
+    def progress(fraction, desc=None):  # hold the request mid-run until the test has cancelled it
+        running.set()
+        cancelled.wait(30)
+
     out: list = []
     worker = threading.Thread(target=lambda: out.append(handlers.explain(
-        _digit(13), "full-shapley", "insertion", "prediction", "log-odds", "patch", request)))
-    with tiny.lock:  # hold the model so the request is surely still running when cancelled
-        worker.start()
-        deadline = time.monotonic() + 30
-        while "abc" not in handlers._running and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert handlers.cancel(type("Request", (), {"session_hash": "other"})()) == 0  # not another user's
-        assert handlers.cancel(request) == 1
+        _digit(13), "full-shapley", "insertion", "prediction", "log-odds", "patch", request, progress)))
+    worker.start()
+    assert running.wait(30)
+    assert handlers.cancel(type("Request", (), {"session_hash": "other"})()) == 0  # not another user's
+    assert handlers.cancel(request) == 1
+    cancelled.set()
     worker.join(60)
     assert not worker.is_alive() and len(out) == 1
-    assert not any(isinstance(value, Image.Image) for value in out[0])  # nothing shown: it was cancelled
+    assert not any(isinstance(value, Image.Image) for value in out[0])  # no picture: it was cancelled
+    assert CANCELLED_HTML in out[0]  # but a clear message
     assert handlers.cancel(request) == 0  # nothing left running
 
 
@@ -304,6 +347,7 @@ def test_page_in_a_browser(tmp_path):
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -317,11 +361,13 @@ def test_page_in_a_browser(tmp_path):
     server = subprocess.Popen([sys.executable, "-m", "moxi_hf", "demo", "--port", str(port)], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     driver = None
+    launched = time.monotonic()
     try:
         _wait_for_server(url, server)
+        start_up = time.monotonic() - launched
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
-        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1050"):
+        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1150"):
             options.add_argument(argument)
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
         driver.get(url)
@@ -341,11 +387,25 @@ def test_page_in_a_browser(tmp_path):
             assert int(count.text) == want.patches_needed
             text = driver.find_element(By.ID, "patches-needed-text").text
             assert f"of {want.n_players} patches needed to predict {want.label}" in text
+            wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#interactions img")))  # MoXI's picture
         wanted = os.environ.get("MOXI_SAVE_SCREENSHOT")
         shot = ROOT / "docs" / "demo_screenshot.png" if wanted else tmp_path / "demo_screenshot.png"
         time.sleep(0.5)  # let the progress overlay fade out
         assert driver.save_screenshot(os.fspath(shot))
-        print(f"\nclick to heatmap: first {timings[0]:.2f} s, second {timings[1]:.2f} s; screenshot {shot}")
+        print(f"\nstart-up {start_up:.1f} s; click to heatmap: first {timings[0]:.2f} s, second {timings[1]:.2f} s; "
+              f"screenshot {shot}")
+        # A long run (full-context Shapley) is stopped by Cancel, with a message instead of a result.
+        choose = driver.find_element(By.CSS_SELECTOR, "#method input")
+        choose.click()
+        choose.send_keys(Keys.CONTROL, "a")
+        choose.send_keys("full-shapley", Keys.ENTER)
+        assert choose.get_attribute("value") == "full-shapley"
+        driver.find_element(By.ID, "run").click()
+        wait.until(lambda d: "full-shapley:" in d.find_element(By.ID, "heatmap").text)  # its coalition progress
+        driver.find_element(By.ID, "cancel").click()
+        wait.until(ec.presence_of_element_located((By.ID, "cancelled")))
+        if os.environ.get("MOXI_DEBUG_SHOTS"):
+            driver.save_screenshot(os.fspath(tmp_path / "cancelled.png"))
     finally:
         if driver is not None:
             driver.quit()

@@ -7,30 +7,21 @@ import sys
 
 from ..errors import MoXIError
 from ..options import DTYPES
-from .common import DEVICE_CHOICES, positive_int
+from .common import DEVICE_CHOICES, add_common_flags, positive_int
 
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from . import add_common_flags
-
-    parser = subparsers.add_parser(
-        "demo",
-        help="a web page to explain images in the browser (Gradio; pip install -e \".[demo]\")",
-        description="Serve a web page where you drop in an image, pick a method and see the heatmap, the patches "
-                    "needed, the curve and a comparison of all methods. Runs offline on the embedded default "
-                    "model and its sample digits unless --model is given. The model is loaded once.",
-    )
-    parser.add_argument("--model", metavar="PATH_OR_ID",
-                        help="HF image classifier: local folder or Hub id (default: the embedded moxi-vit-mnist)")
-    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="model dtype (default: float32)")
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="cpu", help="default: cpu")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default: 127.0.0.1; 0.0.0.0 for every interface)")
-    parser.add_argument("--port", type=positive_int, default=7860, help="default: 7860")
-    parser.add_argument("--share", action="store_true",
-                        help="also open a temporary public link through Gradio's servers (needs the network)")
+    parser = subparsers.add_parser("demo", help="a web page to explain images in the browser (Gradio)",
+                                   description="Serve a page that explains an uploaded image (offline on the "
+                                               "embedded default model unless --model is given).")
+    parser.add_argument("--model", metavar="PATH_OR_ID", help="local folder or Hub id (default: moxi-vit-mnist)")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="cpu")
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 listens on every interface")
+    parser.add_argument("--port", type=positive_int, default=7860)
+    parser.add_argument("--share", action="store_true", help="a public link through Gradio's servers (network)")
     add_common_flags(parser)
     parser.set_defaults(run=run)
     return parser
@@ -47,9 +38,8 @@ def run(args: argparse.Namespace) -> int:
         print("moxi: --share needs the network: it opens a public link through Gradio's share servers",
               file=sys.stderr)
     demo_model = load_demo_model(args.model, args.dtype, args.device)
-    demo = build_demo(demo_model)
     if not args.quiet:
         print(f"moxi demo: serving {demo_model.title} on http://{args.host}:{args.port} (Ctrl+C stops it)",
               flush=True)
-    launch_demo(demo, host=args.host, port=args.port, share=args.share, quiet=args.quiet)
+    launch_demo(build_demo(demo_model), host=args.host, port=args.port, share=args.share, quiet=args.quiet)
     return 0

@@ -1,8 +1,8 @@
 """``moxi demo``: a web page (Gradio) that explains an uploaded image in the browser.
 
 :mod:`.core` holds the plain functions behind the page (loading once, checking inputs, explaining
-under a per-model lock, cancelling); :mod:`.figures` draws what it shows; :mod:`.app` builds the
-Gradio page and needs the ``[demo]`` extra.
+side by side with per-request progress and cancelling); :mod:`.figures` renders the library's
+pictures; :mod:`.app` builds the Gradio page and needs the ``[demo]`` extra.
 """
 
 from .core import Cancelled, DemoModel, DemoResult, check_image, load_demo_model

@@ -15,6 +15,7 @@ from ..value import REWARDS
 from .core import Cancelled, DemoModel, grid_choices, label_choices
 
 __all__ = [
+    "CANCELLED_HTML",
     "MAX_FILE_SIZE",
     "build_demo",
     "import_gradio",
@@ -48,24 +49,24 @@ def import_gradio():
     return gradio
 
 
-def parse_label(value) -> int | None:
-    """The label dropdown's value as a class index (None: explain the prediction)."""
-    if value in (None, "", PREDICTION):
+def _parse_choice(value, default: str, what: str) -> int | None:
+    """A dropdown's value as an int (None for its ``default`` entry), or a clear error."""
+    if value in (None, "", default):
         return None
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise MoXIError(f"label {value!r} is not a class index") from None
+        raise MoXIError(f"{what} {value!r} is not a number") from None
+
+
+def parse_label(value) -> int | None:
+    """The label dropdown's value as a class index (None: explain the prediction)."""
+    return _parse_choice(value, PREDICTION, "label")
 
 
 def parse_grid(value) -> int | None:
     """The players-grid dropdown's value as G (None: one player per patch)."""
-    if value in (None, "", ONE_PER_PATCH):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise MoXIError(f"players grid {value!r} is not a number") from None
+    return _parse_choice(value, ONE_PER_PATCH, "players grid")
 
 
 def needed_html(result) -> str:
@@ -78,6 +79,9 @@ def needed_html(result) -> str:
     return (f'<span id="patches-needed-count">{count}</span> '
             f'<span id="patches-needed-text">{html.escape(text)} '
             f'({html.escape(explanation.method)}, {explanation.curve}; the model predicts {explanation.predicted})</span>')
+
+
+CANCELLED_HTML = '<span id="cancelled">Cancelled: the request stopped before it finished.</span>'
 
 
 class PageHandlers:
@@ -93,17 +97,21 @@ class PageHandlers:
     def _session(request) -> str:
         return getattr(request, "session_hash", None) or "local"
 
-    def _run(self, work, request, progress):
-        """``work(progress_fn, cancel_event)`` with this session's cancel event; messages instead of traces."""
+    def _run(self, work, image, curve, label, reward, grid, request, progress):
+        """``work(image, curve, label, reward, grid, progress=, cancel=)`` with this session's cancel event.
+
+        Returns None when cancelled; a user mistake becomes a ``gr.Error`` message (no trace).
+        """
         gr = self.gr
+        progress = progress or gr.Progress()
         event = threading.Event()
         key = self._session(request)
         with self._guard:
             self._running.setdefault(key, set()).add(event)
         try:
-            return work(lambda fraction, text: progress(fraction, desc=text), event)
+            return work(image, curve=curve, label=parse_label(label), reward=reward, players_grid=parse_grid(grid),
+                        progress=lambda fraction, text: progress(fraction, desc=text), cancel=event)
         except Cancelled:
-            gr.Warning("cancelled")
             return None
         except MoXIError as error:
             raise gr.Error(str(error)) from None
@@ -116,20 +124,20 @@ class PageHandlers:
     def explain(self, image, method, curve, label, reward, grid, request=None, progress=None):
         """(heatmap, "patches needed" HTML, curve, interaction picture update, explanation.json path)."""
         gr = self.gr
-        result = self._run(lambda report, cancel: self.model.explain(
-            image, method, curve, parse_label(label), reward, parse_grid(grid), progress=report, cancel=cancel),
-            request, progress or gr.Progress())
+        result = self._run(lambda *args, **kwargs: self.model.explain(*args, method=method, **kwargs),
+                           image, curve, label, reward, grid, request, progress)
         if result is None:
-            return (gr.skip(),) * 5
+            return gr.skip(), CANCELLED_HTML, gr.skip(), gr.skip(), gr.skip()
         interactions = gr.update(value=result.interactions, visible=result.interactions is not None)
         return result.heatmap, needed_html(result), result.curve, interactions, result.json_path
 
     def compare(self, image, curve, label, reward, grid, request=None, progress=None):
         """The compare sheet of every method that applies."""
-        result = self._run(lambda report, cancel: self.model.compare(
-            image, curve, parse_label(label), reward, parse_grid(grid), progress=report, cancel=cancel),
-            request, progress or self.gr.Progress())
-        return self.gr.skip() if result is None else result[0]
+        result = self._run(self.model.compare, image, curve, label, reward, grid, request, progress)
+        if result is None:
+            self.gr.Warning("cancelled: the comparison stopped")
+            return self.gr.skip()
+        return result[0]
 
     def cancel(self, request=None) -> int:
         """Cancel this session's running requests; returns how many were running."""
@@ -155,15 +163,13 @@ def build_demo(demo_model: DemoModel | Explainer, samples=None,
     handlers = PageHandlers(demo_model)
 
     # Gradio finds the request and the progress bar by these parameters.
-    def explain(image, method, curve, label, reward, grid, request: gr.Request,
-                progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+    def explain(image, method, curve, label, reward, grid, request: gr.Request, progress=gr.Progress()):  # noqa: B008
         return handlers.explain(image, method, curve, label, reward, grid, request, progress)
 
-    def compare(image, curve, label, reward, grid, request: gr.Request,
-                progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+    def compare(image, curve, label, reward, grid, request: gr.Request, progress=gr.Progress()):  # noqa: B008
         return handlers.compare(image, curve, label, reward, grid, request, progress)
 
-    def cancel(request: gr.Request):
+    def cancel(request: gr.Request):  # the running handler stops at its next chunk and says so itself
         handlers.cancel(request)
 
     with gr.Blocks(title="moxi demo", analytics_enabled=False) as demo:
@@ -210,9 +216,9 @@ def build_demo(demo_model: DemoModel | Explainer, samples=None,
                     compare_button = gr.Button("Compare all methods", elem_id="compare")
                     sheet = gr.Image(type="pil", label="compare sheet", elem_id="compare-sheet", interactive=False)
         inputs = [image, method, curve, label, reward, grid]
-        explain_event = run.click(explain, inputs, [heatmap, needed, curve_plot, interactions, download])
-        compare_event = compare_button.click(compare, [image, curve, label, reward, grid], [sheet])
-        stop.click(cancel, None, None, cancels=[explain_event, compare_event], queue=False)
+        run.click(explain, inputs, [heatmap, needed, curve_plot, interactions, download])
+        compare_button.click(compare, [image, curve, label, reward, grid], [sheet])
+        stop.click(cancel, None, None, queue=False)
     return demo
 
 

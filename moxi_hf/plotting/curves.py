@@ -1,4 +1,4 @@
-"""Mean insertion/deletion curves of an artifact folder (the ``curves.json`` summary)."""
+"""Insertion/deletion curves: one explanation's, or the means of an artifact folder (``curves.json``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 from ..options import CURVES
 from ._figure import new_figure
 
-__all__ = ["plot_curves"]
+__all__ = ["plot_curves", "plot_explanation_curve"]
 
 
 def plot_curves(curves: dict, metric: str = "accuracy", title: str | None = None):
@@ -42,5 +42,31 @@ def plot_curves(curves: dict, metric: str = "accuracy", title: str | None = None
             ax.legend(fontsize=8)
     if title:
         figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def plot_explanation_curve(explanation, ax=None):
+    """p(label) after k players of an :class:`moxi_hf.Explanation`'s order were inserted or deleted.
+
+    A dashed line marks the patches needed. Returns the figure.
+    """
+    if ax is None:
+        figure = new_figure(4.6, 3.2)
+        ax = figure.add_subplot()
+    else:
+        figure = ax.figure
+    probabilities = explanation.curve_probabilities or []
+    ax.plot(range(len(probabilities)), probabilities, color="tab:blue", linewidth=1.6)
+    ax.axvline(explanation.patches_needed, color="tab:red", linestyle="--", linewidth=1,
+               label=f"patches needed: {explanation.patches_needed}")
+    verb = "inserted" if explanation.curve == "insertion" else "deleted"
+    ax.set_xlabel(f"players {verb} (of {explanation.n_players}), {explanation.method} order")
+    ax.set_ylabel("p(label)")
+    ax.set_xlim(0, explanation.n_players)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right" if explanation.curve == "insertion" else "upper right")
+    ax.set_title(f"{explanation.curve} curve", fontsize=10)
     figure.tight_layout()
     return figure
