@@ -44,6 +44,8 @@ _EXPORTS = {
     "save_artifacts": "artifacts",
     "push_artifacts": "hub",
     "model_view": "plotting",
+    "compare_methods": "compare",
+    "comparison_to_dict": "compare",
 }
 #: internals once exported from the top level; they keep working one release with a DeprecationWarning
 _MOVED = {
@@ -55,7 +57,7 @@ _MOVED = {
     "MoXIViTForImageClassification": "modeling",
     "MoXIViTModel": "modeling",
 }
-_SUBMODULES = ("artifacts", "cli", "errors", "evaluation", "explainer", "explanation", "hub", "images", "loading",
+_SUBMODULES = ("artifacts", "cli", "compare", "errors", "evaluation", "explainer", "explanation", "hub", "images", "loading",
                "methods", "metrics", "modeling", "options", "players", "plotting", "removal", "value")
 
 __all__ = [
@@ -75,6 +77,8 @@ __all__ = [
     "ValueFunction",
     "aggregate_curves",
     "auc",
+    "compare_methods",
+    "comparison_to_dict",
     "get_method",
     "load_artifacts",
     "load_explainable_model",

@@ -113,14 +113,17 @@ class Explanation:
         return png_bytes(self.plot(), dpi=80)
 
     def plot_interactions(self, path: str | os.PathLike | None = None, image=None, top_pairs: int = 8):
-        """The interaction map over the image and the gain split along the order; a PNG to ``path``. Returns the figure."""
+        """The interaction map over the model's view of the image (or ``image``) and the gain split along
+        the order; a PNG at ``path``. Returns the figure."""
+        from .plotting import save_figure
         from .plotting.interactions import interactions_figure
 
-        image = image if image is not None else self.pil_image
+        if image is None:
+            image = self.display_image if self.display_image is not None else self.pil_image
         figure = interactions_figure(self, None if image is None else np.asarray(image.convert("RGB") if hasattr(
             image, "convert") else image), top_pairs=top_pairs)
         if path is not None:
-            figure.savefig(path, dpi=120)
+            save_figure(figure, path)
         return figure
 
     def __post_init__(self):

@@ -27,7 +27,8 @@ from .errors import MoXIError
 from .methods.base import check_curve
 from .value import ValueFunction
 
-__all__ = ["PairwiseInteractions", "attach_interactions", "gain_split", "interaction_share", "pairwise_interactions"]
+__all__ = ["PairwiseInteractions", "attach_interactions", "gain_split", "interaction_share", "pairwise_interactions",
+           "summarise_interaction_share"]
 
 DEFAULT_TOP_K = 10
 
@@ -142,6 +143,28 @@ def interaction_share(gains: Mapping[str, Sequence[float]], patches_needed: int)
     together = np.abs(np.asarray(gains["interaction"], dtype=np.float64)[:patches_needed])
     total = alone.sum() + together.sum()
     return float(together.sum() / total) if total > 0 else math.nan
+
+
+def summarise_interaction_share(curves: dict, rows: Sequence[Mapping]) -> dict:
+    """Add ``interaction_share`` (mean of :func:`interaction_share` over the images) and
+    ``interaction_share_images`` (how many images it averages) to ``curves[method][curve]`` for every
+    method × curve whose rows have ``gains``. Rows with no patch needed, or whose terms are all zero,
+    are left out. Returns ``curves``.
+    """
+    shares: dict[tuple[str, str], list[float]] = {}
+    for row in rows:
+        gains, needed = row.get("gains"), int(row.get("patches_needed") or 0)
+        if not gains or needed < 1:
+            continue
+        share = interaction_share(gains, needed)
+        if not math.isnan(share):
+            shares.setdefault((row["method"], row["curve"]), []).append(share)
+    for (method, curve), values in shares.items():
+        entry = curves.get(method, {}).get(curve)
+        if entry is not None:
+            entry["interaction_share"] = float(np.mean(values))
+            entry["interaction_share_images"] = len(values)
+    return curves
 
 
 def attach_interactions(explanations: list, game: ValueFunction, attribution, curve: str,

@@ -39,7 +39,8 @@ def saved(tmp_path):
 
 def test_round_trip_through_load_dataset(saved):
     out, rows, _ = saved
-    dataset = load_dataset(str(out), split="train")  # the card's `configs` point at the Parquet file only
+    dataset = load_dataset(str(out), split="train", cache_dir=str(out.parent / "cache"))  # the card's `configs`
+    # point at the Parquet file only; a cache of its own: the datasets cache is named after the folder only
     features = dataset.features
     assert features["order"] == List(Value("int64"))
     assert features["heatmap"] == List(Value("float32"))
@@ -110,7 +111,7 @@ def test_local_model_path_is_not_a_base_model(tmp_path):
 def test_label_without_names_is_int(tmp_path):
     rows = make_rows(2)
     save_artifacts(tmp_path / "out", rows, {}, {})
-    dataset = load_dataset(str(tmp_path / "out"), split="train")
+    dataset = load_dataset(str(tmp_path / "out"), split="train", cache_dir=str(tmp_path / "cache"))
     assert dataset.features["label"] == Value("int64")
     assert_rows_equal(dataset, rows)
     assert load_artifacts(tmp_path / "out").label_names is None
@@ -122,7 +123,7 @@ def test_hidden_partial_results_are_not_data(saved):
     partial.mkdir()
     (partial / "shard-0.json").write_text(json.dumps([{"oops": 1}]))
     (partial / "rows.parquet").write_bytes((out / DATA_FILE).read_bytes())
-    assert len(load_dataset(str(out), split="train")) == len(rows)
+    assert len(load_dataset(str(out), split="train", cache_dir=str(out.parent / "cache"))) == len(rows)
     assert len(load_artifacts(out).rows) == len(rows)
 
 

@@ -21,6 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
+from moxi_hf.artifacts import SCHEMA_VERSION
 from moxi_hf.cli import main
 from moxi_hf.errors import MoXIError
 from moxi_hf.evaluation import EvaluationConfig, evaluate
@@ -392,7 +393,7 @@ def test_outputs_publish_nothing_of_the_file_system(setup, single, explained, tm
     assert _leaks(explained, needles) == []
     config = json.loads((single / "config.json").read_text())
     assert config["model"] == "model" and config["dataset"] == "data"  # local folders by their name
-    assert config["schema_version"] == 2
+    assert config["schema_version"] == SCHEMA_VERSION == 3
     # the hidden resume state may keep the absolute folders (it tells two folders of the same name apart)
     assert json.loads((single / ".partial" / "source.json").read_text())["model"] == str(setup["model"])
     rows = pq.read_table(explained / "data" / "explanations.parquet").to_pylist()
@@ -466,7 +467,7 @@ def test_load_artifacts_replots_explain_and_evaluate_folders_alike(single, expla
             np.testing.assert_allclose(sorted(lines[0].get_ydata()), sorted(entries[0][metric]))
         grid = artifacts.plot_heatmaps()
         assert isinstance(grid, Figure) and len(grid.axes) > 1
-        assert artifacts.schema_version == 2 and len(artifacts.pictures()) > 0
+        assert artifacts.schema_version == SCHEMA_VERSION and len(artifacts.pictures()) > 0
         assert moxi_hf.Artifacts.from_pretrained(folder).curves == artifacts.curves
         copy = artifacts.save_pretrained(tmp_path / folder.name)
         assert not (copy / ".partial").exists() and moxi_hf.load_artifacts(copy).curves == artifacts.curves
@@ -534,3 +535,42 @@ def test_hub_datasets_are_referred_to_unless_embedding_is_asked(setup, tmp_path,
     config = json.loads((tmp_path / "embed" / "config.json").read_text())
     assert config["embed_images"] is True and config["pictures"] == "rows"
     assert "picture" in pq.read_schema(tmp_path / "embed" / "data" / "explanations.parquet").names
+
+
+def test_interactions_are_stored_for_moxi_rows_and_summarised(setup, tmp_path, capsys):
+    from moxi_hf.evaluation import format_summary
+    from moxi_hf.interactions import interaction_share
+
+    output = tmp_path / "interactions"
+    assert main(["evaluate", *_args(setup, output, ["--num-images", "3", "--methods", "moxi", "gradcam",
+                                                    "--interactions", "--interaction-top", "3", "--device", "cpu"])]) == 0
+    printed = capsys.readouterr().out
+    rows = _rows(output)
+    for row in rows:
+        if row["method"] == "moxi":
+            gains, found = row["gains"], row["interactions"]
+            assert len(gains["total"]) == len(row["order"]) == 16 and found["players"] == row["order"][:3]
+            np.testing.assert_allclose(np.add(gains["self"], gains["interaction"]), gains["total"], atol=1e-5)
+            matrix = np.asarray(found["matrix"])
+            assert matrix.shape == (3, 3) and np.allclose(matrix, matrix.T) and not np.diag(matrix).any()
+        else:
+            assert row["gains"] is None and row["interactions"] is None
+    curves = json.loads((output / "curves.json").read_text())
+    for curve in ("insertion", "deletion"):
+        chosen = [row for row in rows if row["method"] == "moxi" and row["curve"] == curve
+                  and row["patches_needed"] >= 1]
+        shares = [interaction_share(row["gains"], row["patches_needed"]) for row in chosen]
+        entry = curves["moxi"][curve]
+        assert entry["interaction_share"] == pytest.approx(np.mean(shares), abs=1e-6)
+        assert entry["interaction_share_images"] == len(shares) > 0
+        assert "interaction_share" not in curves["gradcam"][curve]
+    assert "interaction share" in printed and "interaction share" in format_summary(curves)
+    card = (output / "README.md").read_text()
+    assert "## Interactions" in card and f"| moxi | insertion | {curves['moxi']['insertion']['interaction_share']:.3f}" in card
+    assert json.loads((output / "config.json").read_text())["interaction_top"] == 3
+    # Without --interactions nothing changes: no share, no arrays; a different K is a different configuration.
+    assert main(["evaluate", *_args(setup, output, ["--num-images", "3", "--methods", "moxi", "gradcam",
+                                                    "--interactions", "--device", "cpu", "--quiet"])]) == 1
+    assert "interaction_top" in capsys.readouterr().err
+    with pytest.raises(MoXIError, match="interaction-top"):
+        EvaluationConfig(output_dir=str(tmp_path / "x"), interaction_top=1).validate()

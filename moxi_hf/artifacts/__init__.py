@@ -51,6 +51,7 @@ from .schema import (
     image_features,
     public_name,
     row_features,
+    row_to_explanation,
     rows_to_dataset,
 )
 from .settings import explainer_settings, run_settings
@@ -84,6 +85,7 @@ __all__ = [
     "public_name",
     "publishable_config",
     "row_features",
+    "row_to_explanation",
     "rows_to_dataset",
     "run_settings",
     "save_artifacts",

@@ -112,6 +112,13 @@ def _results(config: dict, curves: dict) -> list[list[str]]:
     return rows
 
 
+def _interaction_shares(curves: dict) -> list[list[str]]:
+    """Rows ``[method, curve, share, images]`` for the entries that have an ``interaction_share``."""
+    return [[method, curve, _fmt(entry["interaction_share"]), str(entry.get("interaction_share_images", "–"))]
+            for method, curve, entry in iter_curves(curves)
+            if isinstance(entry, dict) and entry.get("interaction_share") is not None]
+
+
 def card_text(config: dict, curves: dict, num_rows: int, label_names: list[str] | None = None,
               plots: list[str] | None = None, license: str | None = None, has_images: bool = False) -> str:
     """The dataset card (YAML metadata + Markdown body) of an artifact folder, as text.
@@ -160,6 +167,7 @@ def card_text(config: dict, curves: dict, num_rows: int, label_names: list[str] 
         versions=", ".join(f"{name} {version}" for name, version in versions.items()) if isinstance(versions, dict)
         else "",
         results=_results(config, curves),
+        shares=_interaction_shares(curves),
         plots=[{"stem": Path(plot).stem, "path": plot} for plot in plots or []],
         data_file=DATA_FILE, images_file=IMAGES_FILE if has_images else None, curves_file=CURVES_FILE,
         config_file=CONFIG_FILE, columns=columns, citation=_CITATION,

@@ -11,7 +11,16 @@ from pathlib import Path
 from ..errors import MoXIError
 from .card import auc_table, looks_like_repo_id
 from .folder import check_artifact_dir
-from .schema import CARD_FILE, CONFIG_FILE, CURVES_FILE, DATA_FILE, IMAGES_FILE, PICTURE_COLUMN, PLOTS_DIR
+from .schema import (
+    CARD_FILE,
+    CONFIG_FILE,
+    CURVES_FILE,
+    DATA_FILE,
+    IMAGES_FILE,
+    PICTURE_COLUMN,
+    PLOTS_DIR,
+    row_to_explanation,
+)
 
 __all__ = ["Artifacts", "load_artifacts"]
 
@@ -63,6 +72,19 @@ class Artifacts:
         if self.images is None:
             return {}
         return {int(index): picture for index, picture in zip(self.images["dataset_index"], self.images["picture"])}
+
+    def explanations(self, method: str | None = None, curve: str | None = None) -> list:
+        """The rows (of ``method`` / ``curve`` when given) as :class:`moxi_hf.Explanation` objects, with
+        ``gains``/``interactions`` where the rows have them and ``display_image`` where the folder holds pictures."""
+        pictures = self.pictures()
+        out = []
+        for row in self.rows.select_columns([name for name in self.rows.column_names if name != PICTURE_COLUMN]):
+            if (method is not None and row["method"] != method) or (curve is not None and row["curve"] != curve):
+                continue
+            explanation = row_to_explanation(row, self.label_names, self.config)
+            explanation.display_image = pictures.get(int(row["dataset_index"]))
+            out.append(explanation)
+        return out
 
     # -- plots ----------------------------------------------------------------------------------
 

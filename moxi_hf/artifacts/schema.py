@@ -11,11 +11,13 @@ from datasets import Image as ImageFeature
 __all__ = [
     "CARD_FILE", "CONFIG_FILE", "CURVES_FILE", "DATA_FILE", "IMAGES_FILE", "PARTIAL_DIR", "PICTURE_COLUMN", "PLOTS_DIR",
     "ROW_COLUMNS",
-    "SCHEMA_VERSION", "explanation_to_row", "image_features", "public_name", "row_features", "rows_to_dataset",
+    "SCHEMA_VERSION", "explanation_to_row", "image_features", "public_name", "row_features", "row_to_explanation",
+    "rows_to_dataset",
 ]
 
-#: version of the folder layout written in config.json (folders without it are version 1: no images file)
-SCHEMA_VERSION = 2
+#: version of the folder layout written in config.json (folders without it are version 1: no images file;
+#: version 2: no ``gains``/``interactions`` columns)
+SCHEMA_VERSION = 3
 DATA_FILE = "data/explanations.parquet"
 #: the pictures the model saw, once per image (``datasets`` Image feature, encoded bytes)
 IMAGES_FILE = "data/images.parquet"
@@ -42,6 +44,10 @@ ROW_COLUMNS = {
     "confidence_curve": "p(label) after k = 0..P players inserted/deleted",
     "grid_rows": "rows of the players grid",
     "grid_cols": "columns of the players grid",
+    "gains": "MoXI's gain of each step along the order split as {total, self, interaction} (empty unless "
+             "interactions were asked for)",
+    "interactions": "{players, matrix}: I(i, j) among the first K players of the order, K×K (empty unless "
+                    "interactions were asked for)",
 }
 
 #: columns of IMAGES_FILE
@@ -61,6 +67,10 @@ def public_name(value: str | os.PathLike | None) -> str | None:
     if path.exists() or os.path.isabs(text) or text.startswith(("./", "../", "~")):
         return path.resolve().name or text
     return text
+
+
+#: parts of the ``gains`` column (see :func:`moxi_hf.interactions.gain_split`)
+GAIN_KEYS = ("total", "self", "interaction")
 
 
 #: the column that holds the picture in the rows when the pictures are small enough to repeat per row
@@ -84,6 +94,8 @@ def row_features(label_names: list[str] | None = None, with_picture: bool = Fals
         "confidence_curve": Sequence(Value("float32")),
         "grid_rows": Value("int64"),
         "grid_cols": Value("int64"),
+        "gains": {key: Sequence(Value("float32")) for key in GAIN_KEYS},
+        "interactions": {"players": Sequence(Value("int64")), "matrix": Sequence(Sequence(Value("float32")))},
     })
     if with_picture:
         features[PICTURE_COLUMN] = ImageFeature()
@@ -134,4 +146,42 @@ def explanation_to_row(explanation, dataset_index: int = 0, accuracy_curve=None,
         "confidence_curve": list(confidence_curve or []),
         "grid_rows": rows,
         "grid_cols": cols,
+        "gains": {key: list(explanation.gains[key]) for key in GAIN_KEYS} if explanation.gains else None,
+        "interactions": ({"players": list(explanation.interactions["players"]),
+                          "matrix": [list(row) for row in explanation.interactions["matrix"]]}
+                         if explanation.interactions else None),
     }
+
+
+def row_to_explanation(row: dict, label_names: list[str] | None = None, config: dict | None = None):
+    """An :class:`moxi_hf.Explanation` from one row (of any schema version); ``config``: the folder's settings.
+
+    The row keeps p(label) per k but not the predicted class per k, so ``curve_predictions`` is None.
+    """
+    from ..explanation import Explanation
+
+    config = config or {}
+    rows, cols = int(row["grid_rows"]), int(row["grid_cols"])
+    heat = list(row["heatmap"])
+    label = int(row["label"])
+    return Explanation(
+        method=row["method"],
+        curve=row["curve"],
+        label=label,
+        label_name=label_names[label] if label_names and 0 <= label < len(label_names) else None,
+        predicted=row.get("predicted"),
+        order=[int(player) for player in row["order"]],
+        scores=list(row["scores"]) if row.get("scores") else None,
+        heatmap=[heat[r * cols:(r + 1) * cols] for r in range(rows)],
+        patches_needed=int(row["patches_needed"]),
+        grid=(rows, cols),
+        curve_probabilities=list(row["confidence_curve"]) if row.get("confidence_curve") else None,
+        model=config.get("model"),
+        reward=config.get("reward"),
+        masking=config.get("masking"),
+        image=row.get("image") or None,
+        gains={key: list(row["gains"][key]) for key in GAIN_KEYS} if row.get("gains") else None,
+        interactions=({"players": list(row["interactions"]["players"]),
+                       "matrix": [list(line) for line in row["interactions"]["matrix"]]}
+                      if row.get("interactions") else None),
+    )

@@ -20,6 +20,7 @@ from ..options import (
     REWARD_NAMES,
 )
 from .common import add_common_flags, add_method_option_flags, positive_int
+from .explain import interaction_top
 
 __all__ = ["add_parser", "config_from_args", "run"]
 
@@ -78,6 +79,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        help="images explained together, sharing forward passes (default: 8)")
 
     add_method_option_flags(parser, curve_safe_only=True, defaults=True, skip=("seed",))  # --seed: above
+    model.add_argument("--interactions", action="store_true",
+                       help="MoXI rows also store the gain split and the interaction map of the first K players; "
+                            "the summary gives the share of the gain of the patches needed that came from "
+                            "interaction")
+    model.add_argument("--interaction-top", type=interaction_top, default=10, metavar="K",
+                       help="with --interactions: players in the interaction map (default: 10; at least 2)")
 
     output = parser.add_argument_group("output")
     output.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, metavar="DIR",
@@ -126,6 +133,8 @@ def config_from_args(args: argparse.Namespace):
         embed_images=args.embed_images,
         push_to_hub=args.push_to_hub,
         hub_private=args.hub_private,
+        interactions=args.interactions,
+        interaction_top=args.interaction_top,
     )
 
 

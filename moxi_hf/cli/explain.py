@@ -12,7 +12,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import MoXIError
@@ -35,9 +36,33 @@ from .common import (
     summary_line,
 )
 
-__all__ = ["add_parser", "check_output_dir", "output_names", "run"]
+__all__ = ["add_interaction_flags", "add_parser", "check_output_dir", "output_names", "run", "staged_output"]
 
 DEFAULT_OUTPUT_DIR = "moxi-output"
+DEFAULT_INTERACTION_TOP = 10
+
+
+def interaction_top(text: str) -> int:
+    """argparse type of ``--interaction-top``: an integer K >= 2 (a pair needs two players)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (a pair needs two players), got {value}")
+    return value
+
+
+def add_interaction_flags(parser: argparse.ArgumentParser, switch: bool = True) -> None:
+    """``--interaction-top K`` (and ``--interactions`` when ``switch``)."""
+    if switch:
+        parser.add_argument("--interactions", action="store_true",
+                            help="also write DIR/<image>/interactions.png and the gains/interactions fields: "
+                                 "which of the first K players worked together (MoXI: the self/interaction "
+                                 "split of each step's gain)")
+    parser.add_argument("--interaction-top", type=interaction_top, metavar="K",
+                        help=f"players of the order in the interaction map (default: {DEFAULT_INTERACTION_TOP}; "
+                             "at least 2)")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -62,32 +87,34 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="also run every method (or --methods) and write DIR/<image>/compare.png")
     parser.add_argument("--methods", nargs="+", choices=METHOD_NAMES, metavar="METHOD",
                         help=f"with --compare: the methods to compare (default: all of {', '.join(METHOD_NAMES)})")
+    add_interaction_flags(parser)
     add_common_flags(parser)
     parser.set_defaults(run=run)
     return parser
 
 
-def _is_explain_output(folder: Path) -> bool:
+def _is_output_of(folder: Path, command: str) -> bool:
     config = folder / "config.json"
     try:
-        return json.loads(config.read_text()).get("kind") == "explain"
+        return json.loads(config.read_text()).get("kind") == command
     except (OSError, ValueError, AttributeError):
         return False
 
 
-def check_output_dir(output_dir: Path, overwrite: bool) -> str | None:
-    """Refuse a folder that is not this command's own; returns the stderr note to print, if any."""
+def check_output_dir(output_dir: Path, overwrite: bool, command: str = "explain") -> str | None:
+    """Refuse a folder that is not ``moxi <command>``'s own (its config.json ``kind``); returns the stderr note
+    to print, if any."""
     if not output_dir.exists():
         return None
     if not output_dir.is_dir():
         raise MoXIError(f"output dir {str(output_dir)!r} is a file")
     if not any(output_dir.iterdir()):
         return None
-    if _is_explain_output(output_dir):
-        return f"moxi explain: replacing the previous moxi explain output in {output_dir}"
+    if _is_output_of(output_dir, command):
+        return f"moxi {command}: replacing the previous moxi {command} output in {output_dir}"
     if overwrite:
-        return f"moxi explain: --overwrite: clearing {output_dir}"
-    raise MoXIError(f"output dir {str(output_dir)!r} is not empty and is not a moxi explain output; use another "
+        return f"moxi {command}: --overwrite: clearing {output_dir}"
+    raise MoXIError(f"output dir {str(output_dir)!r} is not empty and is not a moxi {command} output; use another "
                     "--output-dir, or --overwrite to delete what it holds")
 
 
@@ -113,6 +140,22 @@ def _move_into_place(staging: Path, output_dir: Path) -> None:
     remove_tree(trash)
 
 
+@contextmanager
+def staged_output(output_dir: Path, note: str | None) -> Iterator[Path]:
+    """A hidden sibling folder to write the run into; moved into ``output_dir`` when the block ends without error.
+
+    ``note``: what :func:`check_output_dir` returned, printed to stderr just before the move.
+    """
+    staging = _staging_dir(output_dir.resolve())  # resolved: "." has no name to put a sibling beside
+    try:
+        yield staging
+        if note:
+            print(note, file=sys.stderr)
+        _move_into_place(staging, output_dir.resolve())
+    finally:
+        remove_tree(staging)
+
+
 def explain_images(explainer, images: Sequence[InputImage], names: Sequence[str], args: argparse.Namespace,
                    options: dict, staging: Path, output_dir: Path) -> list:
     """Explain ``images`` in batches; write each image's JSON and heatmap and print its summary."""
@@ -126,13 +169,17 @@ def explain_images(explainer, images: Sequence[InputImage], names: Sequence[str]
         for start, chunk in batches(list(images), args.batch_size):
             labels = None if args.label is None else [args.label] * len(chunk)
             batch = explainer.explain_batch(load_images(chunk), args.method, args.curve, labels,
-                                            progress=not args.quiet, **options)
+                                            progress=not args.quiet, interactions=args.interactions,
+                                            interaction_top=args.interaction_top or DEFAULT_INTERACTION_TOP,
+                                            **options)
             for offset, explanation in enumerate(batch):
                 image, name = chunk[offset], names[start + offset]
                 explanation.image = image.name  # relative to what was given: nothing of the file system
                 explanation.model = public_name(explanation.model)
                 write_json(staging / name / "explanation.json", explanation.to_dict())
                 explanation.plot(staging / name / "heatmap.png")
+                if args.interactions:
+                    explanation.plot_interactions(staging / name / "interactions.png")
                 predicted_name = explainer.label_name(explanation.predicted)
                 print_line(args.quiet, summary_line(image.path.name, explanation, f"{output_dir / name}{os.sep}",
                                                     predicted_name))
@@ -147,13 +194,14 @@ def run(args: argparse.Namespace) -> int:
     options = method_options(args.method, args, strict=True)
     if args.methods and not args.compare:
         raise MoXIError("--methods only applies with --compare (or use `moxi compare`)")
+    if args.interaction_top is not None and not args.interactions:
+        raise MoXIError("--interaction-top only applies with --interactions")
     output_dir = Path(args.output_dir)
     note = check_output_dir(output_dir, args.overwrite)
     images, bad = readable_images(args)  # before loading the model
     explainer = load_explainer(args)
     names = output_names(images)
-    staging = _staging_dir(output_dir.resolve())  # resolved: "." has no name to put a sibling beside
-    try:
+    with staged_output(output_dir, note) as staging:
         explanations = explain_images(explainer, images, names, args, options, staging, output_dir)
         if args.compare:
             from .compare import compare_images
@@ -165,14 +213,12 @@ def run(args: argparse.Namespace) -> int:
                     if e.display_image is not None]
         save_explanations(staging, explanations, model=explainer.name, label_names=label_names,
                           config={"command": "moxi explain", "dtype": args.dtype, "device": args.device,
-                                  "method_options": {args.method: options} if options else {}},
+                                  "method_options": {args.method: options} if options else {},
+                                  **({"interaction_top": args.interaction_top or DEFAULT_INTERACTION_TOP}
+                                     if args.interactions else {})},
                           dataset_indices=list(range(len(explanations))), pictures=pictures or None)
-        if note:
-            print(note, file=sys.stderr)
-        _move_into_place(staging, output_dir.resolve())
-    finally:
-        remove_tree(staging)
-    files = "explanation.json, heatmap.png" + (", compare.png" if args.compare else "")
+    files = ("explanation.json, heatmap.png" + (", interactions.png" if args.interactions else "")
+             + (", compare.png" if args.compare else ""))
     print_line(args.quiet, f"Explained {len(explanations)} image(s) with {args.method} ({args.curve}) on "
                            f"{model_label(args, explainer)}: per image {output_dir}{os.sep}<image>{os.sep}{{{files}}}")
     print_line(args.quiet, f"All explanations as a dataset (parquet + card): {output_dir}{os.sep}")

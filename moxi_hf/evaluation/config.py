@@ -55,6 +55,8 @@ class EvaluationConfig:
     embed_images: bool = False  # a Hub dataset's pictures in the output (local datasets: always)
     push_to_hub: str | None = None  # dataset repo (USER/NAME) to upload the finished folder to
     hub_private: bool = False  # create that repo as private
+    interactions: bool = False  # MoXI rows also get gains and the interaction map (moxi_hf.interactions)
+    interaction_top: int = 10  # K: players of the order in the interaction map (at least 2)
 
     def validate(self) -> None:
         if self.num_images is not None and self.per_class is not None:
@@ -63,6 +65,9 @@ class EvaluationConfig:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or int(value) < 1):
                 raise MoXIError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if isinstance(self.interaction_top, bool) or not isinstance(self.interaction_top, int) \
+                or self.interaction_top < 2:
+            raise MoXIError(f"interaction-top must be an integer of at least 2, got {self.interaction_top!r}")
         for curve in self.curves:
             if curve not in CURVES:
                 raise MoXIError(f"unknown curve {curve!r}; choose insertion and/or deletion")

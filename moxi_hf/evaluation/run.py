@@ -30,6 +30,7 @@ from ..artifacts import (
 from ..errors import MoXIError
 from ..explainer import Explainer
 from ..fileio import atomic_write, package_versions, write_json
+from ..interactions import attach_interactions, summarise_interaction_share
 from ..methods import METHODS, Attribution, get_method
 from ..metrics import aggregate_curves, measure_curves
 from ..removal import TokenRemoval
@@ -38,6 +39,9 @@ from .data import DataSource, fetch_examples, is_local, open_dataset
 from .selection import select_images
 
 __all__ = ["check_output_dir", "evaluate", "explain_chunk", "format_summary", "methods_for"]
+
+#: the method whose rows get gains and interaction maps with ``interactions``
+INTERACTIONS_METHOD = "moxi"
 
 SELECTION_FILE = "selection.json"
 #: absolute local folders of the run (resume tells two folders of the same name apart); hidden, never published
@@ -101,6 +105,9 @@ def explain_chunk(explainer, images: list, labels: list[int], indices: list[int]
         for curve in curves:
             explanations = explainer._explanations(game, measured[(name, curve)], method_objects[name], curve,
                                                    predicted, names, pil_images)
+            if config.interactions and name == INTERACTIONS_METHOD:
+                # From the greedy's own attribution: the gain split needs the values it measured.
+                attach_interactions(explanations, game, attributions[(name, curve)], curve, config.interaction_top)
             for position, explanation in enumerate(explanations):
                 rows[position].append(explanation_to_row(explanation, dataset_index=indices[position]))
     return rows
@@ -254,6 +261,7 @@ def evaluate(config: EvaluationConfig) -> dict:
         seed=config.seed,
         batch_size=config.batch_size,
         embed_images=bool(local_dataset or config.embed_images),
+        interaction_top=config.interaction_top if config.interactions else None,
     )
     settings["device"] = device.type
     identity = {"model": model, "dataset": os.path.abspath(os.path.expanduser(config.dataset)) if local_dataset
@@ -364,6 +372,7 @@ def _write_outputs(output_dir: Path, explainer: Explainer, source: DataSource, c
         names = [id2label.get(i, id2label.get(str(i))) for i in range(explainer.num_labels)]
         label_names = [str(name) for name in names] if all(name is not None for name in names) else None
     summary = aggregate_curves(rows, methods, curves)
+    summarise_interaction_share(summary, rows)
     n_images = len(selection["images"])
     model_name = public_name(record["model"])
     title = f"{model_name} on {public_name(config.dataset)} ({source.split}), {n_images} images"
@@ -402,9 +411,15 @@ def _push(output_dir: Path, summary: dict, config: EvaluationConfig) -> None:
 
 def format_summary(curves: dict) -> str:
     """A plain-text AUC table: method, curve, accuracy AUC, confidence AUC, images."""
-    lines = [f"{'method':<20}{'curve':<11}{'acc AUC':>9}{'p(y) AUC':>10}{'images':>8}"]
+    shares = any("interaction_share" in entry for by_curve in curves.values() for entry in by_curve.values())
+    lines = [f"{'method':<20}{'curve':<11}{'acc AUC':>9}{'p(y) AUC':>10}{'images':>8}"
+             + (f"{'interaction share':>19}" if shares else "")]
     for method, by_curve in curves.items():
         for curve, entry in by_curve.items():
+            share = entry.get("interaction_share")
             lines.append(f"{method:<20}{curve:<11}{entry['auc']:>9.3f}{entry['confidence_auc']:>10.3f}"
-                         f"{entry['num_images']:>8}")
+                         f"{entry['num_images']:>8}" + (f"{share:>19.3f}" if share is not None else ""))
+    if shares:
+        lines.append("interaction share: mean over the images of the share of the gain of the patches needed "
+                     "that came from interaction (MoXI)")
     return "\n".join(lines)
