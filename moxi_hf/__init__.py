@@ -43,7 +43,7 @@ _EXPORTS = {
     "load_artifacts": "artifacts",
     "save_artifacts": "artifacts",
     "push_artifacts": "hub",
-    "model_view": "plotting",
+    "model_view": "images",
 }
 #: internals once exported from the top level; they keep working one release with a DeprecationWarning
 _MOVED = {

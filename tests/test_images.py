@@ -191,6 +191,26 @@ def test_model_view_without_crop_is_the_resized_image():
     np.testing.assert_array_equal(model_view(image, None), np.asarray(image))
 
 
+def test_every_view_is_the_one_model_view(vit_dir, tmp_path):
+    """Explanations, the compare sheet and the plotting module all show images.model_view's picture."""
+    import shutil
+
+    from moxi_hf import plotting
+    from moxi_hf.cli.compare import compare_batch
+
+    checkpoint = tmp_path / "cropping"
+    shutil.copytree(vit_dir, checkpoint)
+    DeiTImageProcessorPil(size={"height": 40, "width": 60}, crop_size={"height": 16, "width": 16}).save_pretrained(checkpoint)
+    explainer = Explainer.from_pretrained(str(checkpoint))
+    image = painted(80, 120, slice(20, 28), slice(40, 48))
+    expected = model_view(image, explainer.processor)
+    assert plotting.model_view is model_view
+    explanation = explainer.explain(image, method="self-shapley")
+    np.testing.assert_array_equal(np.asarray(explanation.display_image), expected)
+    result = compare_batch(explainer, [image], None, ["self-shapley"], "insertion", {})[0]
+    np.testing.assert_array_equal(np.asarray(result["display_image"]), expected)
+
+
 # -- the 16-bit copy of a sample digit ----------------------------------------------------------
 
 

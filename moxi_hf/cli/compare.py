@@ -85,7 +85,7 @@ def compare_batch(explainer, images: list, labels: Sequence[int] | None, methods
     from ..metrics import measure_curves
 
     pixel_values, pil_images = explainer.preprocess(images)
-    views = explainer.model_views(pixel_values)
+    views = explainer.model_views(pil_images)
     predicted = explainer.predict(pixel_values)
     targets = explainer._check_labels(labels if labels is not None else [None] * len(predicted), predicted)
     per_method: dict[str, dict[str, list]] = {}
