@@ -244,6 +244,7 @@ class Explainer:
                 masking=self.adapter.masking,
                 image=names[index],
                 options=options,
+                settings=dict(attribution.settings),
                 pil_image=pil_images[index],
                 display_image=views[index] if views is not None else None,
             ))

@@ -319,6 +319,22 @@ def test_gradcam_layers(pixel_model_dir, arch, pixel_values):
     assert get_method("gradcam").attribute(game, "insertion").settings == {"cam_layer": token_layer}
 
 
+def test_gradcam_layer_is_recorded_in_the_explanation_and_the_artifact_settings(vit_dir, pixel_values, tmp_path):
+    from moxi_hf import Explanation
+    from moxi_hf.artifacts import save_explanations
+
+    explainer = Explainer.from_pretrained(vit_dir)
+    cam = explainer.explain(pixel_values[0], method="gradcam")
+    assert cam.settings == {"cam_layer": "vit.layers.1.layernorm_before"}
+    assert Explanation.from_dict(cam.to_dict()).settings == cam.settings
+    plain = explainer.explain(pixel_values[0], method="self-shapley")
+    assert plain.settings == {}
+    config = json.loads((save_explanations(tmp_path / "both", [cam, plain], model=vit_dir) / "config.json").read_text())
+    assert config["method_settings"] == {"gradcam": {"cam_layer": "vit.layers.1.layernorm_before"}}
+    config = json.loads((save_explanations(tmp_path / "plain", [plain], model=vit_dir) / "config.json").read_text())
+    assert "method_settings" not in config
+
+
 def test_two_methods_on_one_model_from_two_threads_equal_sequential_runs(tmp_path, pixel_values):
     import threading
 
