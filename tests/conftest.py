@@ -59,3 +59,4 @@ def resnet_dir(tmp_path_factory):
 def pixel_values():
     torch.manual_seed(4)
     return torch.randn(3, 3, 16, 16)
+

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from transformers.models.deit.image_processing_pil_deit import DeiTImageProcesso
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
 from moxi_hf import Explainer, MoXIError
+from helpers import serve_folder
 from moxi_hf.images import load_image, model_view
 
 MNIST = Path(__file__).resolve().parents[1] / "models" / "moxi-vit-mnist"
@@ -112,15 +110,8 @@ def image_server(tmp_path_factory):
     Image.fromarray(np.arange(48, dtype=np.uint8).reshape(4, 4, 3)).save(folder / "image.png")
     (folder / "not_an_image.png").write_bytes(b"hello")
 
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_folder(folder) as url:
+        yield url
 
 
 def test_url_images_are_fetched(image_server):

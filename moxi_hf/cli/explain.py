@@ -134,7 +134,7 @@ def explain_images(explainer, images: Sequence[InputImage], names: Sequence[str]
                 write_json(staging / name / "explanation.json", explanation.to_dict())
                 explanation.plot(staging / name / "heatmap.png")
                 predicted_name = explainer.label_name(explanation.predicted)
-                print_line(args.quiet, summary_line(image.path.name, explanation, f"{output_dir / name}{os.sep}",
+                print_line(args.quiet, summary_line(image.file_name, explanation, f"{output_dir / name}{os.sep}",
                                                     predicted_name))
                 explanations.append(explanation)
             bar.update(len(chunk))
