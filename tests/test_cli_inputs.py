@@ -43,3 +43,21 @@ def test_explain_an_image_url(tmp_path, capsys):
         assert "digit.png: predicted" in capsys.readouterr().out
         assert main(["explain", "--quiet", "--image", f"{base}/missing.png", "--output-dir", str(tmp_path / "x")]) == 1
         assert "HTTP 404" in capsys.readouterr().err
+
+
+def test_a_mistyped_dataset_folder_fails_at_once(tmp_path, vit_dir, capsys):
+    import time
+
+    import pytest
+
+    from moxi_hf import MoXIError
+    from moxi_hf.evaluation import EvaluationConfig, open_dataset
+
+    (tmp_path / "data").mkdir()
+    typo = str(tmp_path / "dta")
+    with pytest.raises(MoXIError, match=r"^no such folder: .*dta.*did you mean .*data"):
+        open_dataset(EvaluationConfig(model=vit_dir, dataset=typo, output_dir=str(tmp_path / "out")))
+    start = time.perf_counter()
+    code = main(["evaluate", "--model", vit_dir, "--dataset", typo, "--output-dir", str(tmp_path / "out")])
+    assert code == 1 and time.perf_counter() - start < 20
+    assert "no such folder" in capsys.readouterr().err
