@@ -23,9 +23,12 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "InputImage",
     "is_url",
+    "add_batch_size_flag",
     "add_common_flags",
     "add_method_option_flags",
     "add_model_flags",
+    "add_removal_flags",
+    "add_sub_command",
     "batches",
     "describe_class",
     "finish",
@@ -65,6 +68,33 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", dest="sub_debug", action="store_true", help="show full tracebacks on errors")
 
 
+def add_sub_command(subparsers, name: str, run, help: str, description: str) -> argparse.ArgumentParser:
+    """A sub-command's parser: ``moxi NAME`` runs ``run(args) -> int``; ``--quiet``/``--debug`` accepted after it."""
+    parser = subparsers.add_parser(name, help=help, description=description)
+    add_common_flags(parser)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def add_removal_flags(group, device_choices: Sequence[str] = DEVICE_CHOICES, device_default: str = "cpu",
+                      device_help: str = "default: cpu") -> None:
+    """``--masking``, ``--reward``, ``--players-grid``, ``--dtype``, ``--device``: how the model is run and masked."""
+    group.add_argument("--masking", choices=MASKINGS, default="auto",
+                       help="token removal (ViT family) or pixel masking (any classifier); auto picks (default: auto)")
+    group.add_argument("--reward", choices=REWARD_NAMES, default="log-odds",
+                       help="value of a coalition from the label's logit (default: log-odds)")
+    group.add_argument("--players-grid", type=positive_int, metavar="G",
+                       help="G×G players, each a block of patches; G must divide the patch grid "
+                            "(default: one per patch)")
+    group.add_argument("--dtype", choices=DTYPES, default="float32", help="model dtype (default: float32)")
+    group.add_argument("--device", choices=device_choices, default=device_default, help=device_help)
+
+
+def add_batch_size_flag(group) -> None:
+    group.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="N",
+                       help=f"images explained together, sharing forward passes (default: {DEFAULT_BATCH_SIZE})")
+
+
 def add_model_flags(parser: argparse.ArgumentParser, output_help: str, default_output: str) -> None:
     """Flags shared by ``explain`` and ``compare``: model, images, label, removal, output, batching."""
     group = parser.add_argument_group("model and images")
@@ -75,19 +105,10 @@ def add_model_flags(parser: argparse.ArgumentParser, output_help: str, default_o
                             "(default: the model folder's samples/)")
     group.add_argument("--label", type=int, metavar="INT",
                        help="class index to explain for every image (default: the model's prediction)")
-    group.add_argument("--masking", choices=MASKINGS, default="auto",
-                       help="token removal (ViT/DeiT) or pixel masking (any classifier); auto picks (default: auto)")
-    group.add_argument("--reward", choices=REWARD_NAMES, default="log-odds",
-                       help="value of a coalition from the label's logit (default: log-odds)")
-    group.add_argument("--players-grid", type=positive_int, metavar="G",
-                       help="G×G players, each a block of patches; G must divide the patch grid "
-                            "(default: one per patch)")
-    group.add_argument("--dtype", choices=DTYPES, default="float32", help="model dtype (default: float32)")
-    group.add_argument("--device", choices=DEVICE_CHOICES, default="cpu", help="default: cpu")
+    add_removal_flags(group)
     group.add_argument("--output-dir", default=default_output, metavar="DIR",
                        help=f"{output_help} (default: {default_output})")
-    group.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="N",
-                       help=f"images explained together, sharing forward passes (default: {DEFAULT_BATCH_SIZE})")
+    add_batch_size_flag(group)
 
 
 def _cli_options(curve_safe_only: bool = False) -> dict[str, tuple[Option, list[str]]]:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_common_flags
+from .common import add_sub_command
 
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "push",
+    parser = add_sub_command(
+        subparsers, "push", run,
         help="upload an evaluation/explain output folder to the Hub as a dataset repo",
         description="Upload an artifact folder (README.md card, data/explanations.parquet, curves.json, "
                     "config.json, plots/) to a Hugging Face dataset repo. Hidden files and folders "
@@ -31,8 +31,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="Hub write token (default: HF_TOKEN or the `hf auth login` cache; "
                              "prefer those, a token on the command line lands in shell history)")
     parser.add_argument("--endpoint", metavar="URL", help="Hub URL (default: HF_ENDPOINT or https://huggingface.co)")
-    add_common_flags(parser)
-    parser.set_defaults(run=run)
     return parser
 
 
