@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from helpers import TINY
 from safetensors.torch import load_file, save_file
 from transformers import (
     BeitConfig,
@@ -32,8 +33,6 @@ from moxi_hf import Explainer, ValueFunction, load_explainable_model
 from moxi_hf.cli import main
 from moxi_hf.modeling import TOKEN_CLASSES, TokenRemovalClassifier
 
-TINY = dict(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=64, num_labels=5)
 TINY_DINO = {key: value for key, value in TINY.items() if key != "intermediate_size"} | {"mlp_ratio": 2}
 
 #: name -> (stock class, config, backbone attribute, stock backbone class name, special tokens)
