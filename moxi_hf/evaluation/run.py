@@ -329,6 +329,11 @@ def evaluate(config: EvaluationConfig) -> dict:
         summary[0] = _write_outputs(output_dir, explainer, source, config, record, selection, all_rows, methods,
                                     curves)
     broadcast_object_list(summary)
+    if state.num_processes > 1:
+        # gloo's worker threads must be joined before the interpreter exits, else the C++ runtime
+        # aborts the process ("terminate called without an active exception") after the work is done.
+        state.wait_for_everyone()
+        state.destroy_process_group()
     return summary[0]
 
 
