@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import serve_folder
 from PIL import Image
 from transformers.models.convnext.image_processing_pil_convnext import (
     ConvNextImageProcessorPil,
@@ -17,7 +18,6 @@ from transformers.models.deit.image_processing_pil_deit import DeiTImageProcesso
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
 from moxi_hf import Explainer, MoXIError
-from helpers import serve_folder
 from moxi_hf.images import load_image, model_view
 
 MNIST = Path(__file__).resolve().parents[1] / "models" / "moxi-vit-mnist"

@@ -9,10 +9,10 @@ import dataclasses
 
 import pytest
 import torch
+from helpers import TINY, tiny_model
 from transformers import DeiTConfig, ViTConfig
 
 from benchmarks.naive import NaiveMoXI
-from helpers import TINY, tiny_model
 from moxi_hf import (
     MoXIDeiTForImageClassification,
     MoXIDeiTForImageClassificationWithTeacher,
@@ -24,6 +24,7 @@ from moxi_hf import (
 from moxi_hf.engine import FastEncoder, fast_encoder
 from moxi_hf.metrics.curves import curve_coalitions
 from moxi_hf.value import _even_chunk
+
 
 def small_model(cls=MoXIViTForImageClassification, config_cls=ViTConfig, seed: int = 0, **overrides):
     """A tiny random MoXI classifier whose head is scaled so that values are well separated."""

@@ -13,15 +13,7 @@ from transformers.conversion_mapping import (
     register_checkpoint_conversion_mapping,
 )
 
-from . import beit, data2vec, dinov2, masks, mixin, vit
-from .beit import (
-    MoXIBeitForImageClassification,
-    MoXIBeitLayer,
-    MoXIBeitModel,
-    PooledHeadClassifier,
-    pool_kept_tokens,
-    select_bias,
-)
+from .beit import MoXIBeitForImageClassification, MoXIBeitLayer, MoXIBeitModel
 from .data2vec import MoXIData2VecVisionForImageClassification, MoXIData2VecVisionModel
 from .dinov2 import (
     MoXIDinov2ForImageClassification,
@@ -35,7 +27,7 @@ from .masks import (
     mean_or_zeros,
     select_batch_removing,
 )
-from .mixin import TokenRemovalClassifier, TokenRemovalModel, keep_attention_columns
+from .mixin import TokenRemovalClassifier, TokenRemovalModel
 from .vit import (
     MoXIDeiTForImageClassification,
     MoXIDeiTForImageClassificationWithTeacher,
@@ -49,14 +41,32 @@ from .vit import (
 )
 
 __all__ = [
+    "EmbeddingMask",
+    "select_batch_removing",
+    "embedding_mask_to_indices",
+    "mean_or_zeros",
+    "TokenRemovalModel",
+    "TokenRemovalClassifier",
     "TOKEN_CLASSES",
     "TOKEN_MODEL_TYPES",
-    *masks.__all__,
-    *mixin.__all__,
-    *vit.__all__,
-    *dinov2.__all__,
-    *beit.__all__,
-    *data2vec.__all__,
+    "MoXIViTModel",
+    "MoXIViTForImageClassification",
+    "MoXIDeiTModel",
+    "MoXIDeiTForImageClassification",
+    "MoXIDeiTForImageClassificationWithTeacher",
+    "MoXIViTMSNModel",
+    "MoXIViTMSNForImageClassification",
+    "MoXIDinov2Model",
+    "MoXIDinov2ForImageClassification",
+    "MoXIDinov2WithRegistersModel",
+    "MoXIDinov2WithRegistersForImageClassification",
+    "MoXIBeitLayer",
+    "MoXIBeitModel",
+    "MoXIBeitForImageClassification",
+    "MoXIIJepaModel",
+    "MoXIIJepaForImageClassification",
+    "MoXIData2VecVisionModel",
+    "MoXIData2VecVisionForImageClassification",
 ]
 
 # Kept for code that imported the former private names.
