@@ -342,20 +342,15 @@ def _write_image_result(output_dir: Path, position: int, result: dict) -> None:
 
 
 def _pictures(explainer: Explainer, source: DataSource, config: EvaluationConfig, items: list[dict]) -> list:
-    """(dataset_index, name, the model's view as PIL) of ``items``, preprocessed in batches."""
-    from PIL import Image
-
-    from ..plotting import pixels_to_picture
-
+    """(dataset_index, name, the model's view as PIL) of ``items``, fetched in batches."""
     out = []
     for start in range(0, len(items), PICTURE_BATCH):
         part = items[start:start + PICTURE_BATCH]
         examples = fetch_examples(source, [item["dataset_index"] for item in part])
         values = [examples[item["dataset_index"]][config.image_column] for item in part]
-        pixel_values, _ = explainer.preprocess([source.decode(value) for value in values])
-        for item, value, pixels in zip(part, values, pixel_values):
-            picture = (pixels_to_picture(pixels, explainer.processor) * 255).round().astype("uint8")
-            out.append((item["dataset_index"], source.identifier(value), Image.fromarray(picture)))
+        views = explainer.model_views([source.decode(value) for value in values])
+        for item, value, view in zip(part, values, views):
+            out.append((item["dataset_index"], source.identifier(value), view))
     return out
 
 
