@@ -24,19 +24,17 @@ __all__ = ["add_parser", "config_from_args", "run"]
 DEFAULT_OUTPUT_DIR = "moxi-evaluation"
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = add_sub_command(
-        subparsers, "evaluate", run,
-        help="insertion/deletion curves and AUC of the methods over a dataset split (accelerate-ready)",
-        description=(
-            "Evaluate explanation methods with insertion/deletion curves (MoXI paper protocol): shuffle the "
-            "split with --seed, keep the first --num-images images the model classifies correctly (or the "
-            "first --per-class K of every class), explain each with every method, and measure the accuracy "
-            "and mean p(label) after k = 0..N players were inserted/deleted. Run it with `accelerate launch "
-            "-m moxi_hf evaluate ...` (or scripts/evaluate.py) to share the images between processes. "
-            "Finished images are kept: rerunning the same command resumes."
-        ),
-    )
+HELP = "insertion/deletion curves and AUC of the methods over a dataset split (accelerate-ready)"
+DESCRIPTION = """\
+Evaluate explanation methods with insertion/deletion curves (MoXI paper protocol): shuffle the split with
+--seed, keep the first --num-images images the model classifies correctly (or the first --per-class K of every
+class), explain each with every method, and measure the accuracy and mean p(label) after k = 0..N players were
+inserted/deleted. Run it with `accelerate launch -m moxi_hf evaluate ...` (or scripts/evaluate.py) to share
+the images between processes. Finished images are kept: rerunning the same command resumes.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default=DEFAULT_DATASET, metavar="ID_OR_DIR",
                       help=f"Hub dataset id or a local folder of class sub-folders (default: {DEFAULT_DATASET}, "
@@ -81,7 +79,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     output.add_argument("--embed-images", action="store_true",
                         help="also store the pictures of a Hub dataset in the output (local datasets: always)")
     output.add_argument("--hub-private", action="store_true", help="with --push-to-hub: create the repo as private")
-    return parser
 
 
 def config_from_args(args: argparse.Namespace):
@@ -105,3 +102,9 @@ def run(args: argparse.Namespace) -> int:
         print(format_summary(curves))
         print(f"results in {args.output_dir}", file=sys.stderr)
     return 0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = add_sub_command(subparsers, "evaluate", run, HELP, DESCRIPTION)
+    add_arguments(parser)
+    return parser
