@@ -102,29 +102,26 @@ class NaiveMoXI:
                 seen[length + self.num_special_tokens] += len(part)
         return values
 
-    def _check(self, pixel_values: torch.Tensor, labels) -> tuple[torch.Tensor, list[int]]:
+    def _start(self, pixel_values: torch.Tensor, labels, curve: str
+               ) -> tuple[bool, torch.Tensor, list[int], int, torch.Tensor, Counter]:
+        """Checked inputs of one run: (insertion?, pixel_values, labels, N patches, empty orders (B, N), counter)."""
+        if curve not in ("insertion", "deletion"):
+            raise MoXIError(f"unknown curve {curve!r}; choose insertion or deletion")
         if pixel_values.ndim != 4:
             raise MoXIError(f"pixel_values must be (batch, channels, height, width), got {tuple(pixel_values.shape)}")
         labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1).tolist()
         if len(labels) != pixel_values.shape[0]:
             raise MoXIError(f"got {len(labels)} labels for {pixel_values.shape[0]} images")
-        return pixel_values.to(self.dtype), labels
-
-    def _n_patches(self, pixel_values: torch.Tensor) -> int:
         patch = self.model.config.patch_size
         patch_h, patch_w = (patch, patch) if isinstance(patch, int) else tuple(patch)
-        return (pixel_values.shape[-2] // patch_h) * (pixel_values.shape[-1] // patch_w)
+        n = (pixel_values.shape[-2] // patch_h) * (pixel_values.shape[-1] // patch_w)
+        orders = torch.empty(len(labels), n, dtype=torch.long)
+        return curve == "insertion", pixel_values.to(self.dtype), labels, n, orders, Counter()
 
     def moxi(self, pixel_values: torch.Tensor, labels, curve: str = "insertion") -> NaiveResult:
         """Greedy MoXI orders (B, N), one image at a time, all N candidates at every step."""
-        if curve not in ("insertion", "deletion"):
-            raise MoXIError(f"unknown curve {curve!r}; choose insertion or deletion")
-        insertion = curve == "insertion"
-        pixel_values, labels = self._check(pixel_values, labels)
-        n = self._n_patches(pixel_values)
-        orders = torch.empty(len(labels), n, dtype=torch.long)
+        insertion, pixel_values, labels, n, orders, seen = self._start(pixel_values, labels, curve)
         step_values = torch.empty(len(labels), n)
-        seen: Counter = Counter()
         bar = tqdm(total=len(labels) * n, desc="naive moxi", disable=not self.progress, leave=False)
         for image, label in enumerate(labels):
             image_pixels = pixel_values[image : image + 1]
@@ -150,14 +147,8 @@ class NaiveMoXI:
 
     def self_shapley(self, pixel_values: torch.Tensor, labels, curve: str = "insertion") -> NaiveResult:
         """Self-context Shapley orders (B, N): v({i}) descending (insertion), v(N ∖ {i}) ascending (deletion)."""
-        if curve not in ("insertion", "deletion"):
-            raise MoXIError(f"unknown curve {curve!r}; choose insertion or deletion")
-        insertion = curve == "insertion"
-        pixel_values, labels = self._check(pixel_values, labels)
-        n = self._n_patches(pixel_values)
-        orders = torch.empty(len(labels), n, dtype=torch.long)
+        insertion, pixel_values, labels, n, orders, seen = self._start(pixel_values, labels, curve)
         singles = torch.empty(len(labels), n)
-        seen: Counter = Counter()
         for image, label in enumerate(labels):
             image_pixels = pixel_values[image : image + 1]
             base = [] if insertion else list(range(n))

@@ -43,7 +43,7 @@ _EXPORTS = {
     "load_artifacts": "artifacts",
     "save_artifacts": "artifacts",
     "push_artifacts": "hub",
-    "model_view": "plotting",
+    "model_view": "images",
     "compare_methods": "compare",
     "comparison_to_dict": "compare",
 }

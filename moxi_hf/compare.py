@@ -72,7 +72,7 @@ def compare_methods(
         raise MoXIError(f"unknown method(s) {', '.join(unknown)}; choose among {', '.join(METHOD_NAMES)}")
     options = dict(method_options or {})
     pixel_values, pil_images = explainer.preprocess(list(images))
-    views = explainer.model_views(pixel_values)
+    views = explainer.model_views(pil_images)
     predicted = explainer.predict(pixel_values)
     targets = explainer._check_labels(labels if labels is not None else [None] * len(predicted), predicted)
     per_method: dict[str, dict[str, list]] = {}

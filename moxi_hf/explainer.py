@@ -9,7 +9,7 @@ import torch
 
 from .errors import MoXIError
 from .explanation import Explanation
-from .images import ImageInput, check_pixel_values, preprocess
+from .images import ImageInput, check_pixel_values, model_view, preprocess
 from .loading import (
     ExplainableModel,
     build_adapter,
@@ -194,21 +194,18 @@ class Explainer:
         game = self.value_function(pixel_values, resolved)
         attribution = method_obj.attribute(game, curve)
         explanations = self._explanations(game, attribution, method_obj, curve, predicted, names, pil_images,
-                                          self.model_views(pixel_values) if pil_images[0] is not None else None)
+                                          self.model_views(pil_images) if pil_images[0] is not None else None)
         if interactions:
             from .interactions import attach_interactions
 
             attach_interactions(explanations, game, attribution, curve, interaction_top)
         return explanations
 
-    def model_views(self, pixel_values: torch.Tensor) -> list:
-        """The pictures the model sees (PIL RGB, processor's resize + crop) for pixel_values (B, C, H, W)."""
+    def model_views(self, images: Sequence) -> list:
+        """The pictures the model sees (PIL RGB, the processor's resize + crop), one per input image."""
         from PIL import Image
 
-        from .plotting import pixels_to_picture
-
-        return [Image.fromarray((pixels_to_picture(values, self.processor) * 255).round().astype("uint8"))
-                for values in pixel_values]
+        return [Image.fromarray(model_view(image, self.processor)) for image in images]
 
     def _explanations(self, game, attribution, method, curve, predicted, names, pil_images,
                       views=None) -> list[Explanation]:
@@ -247,6 +244,7 @@ class Explainer:
                 masking=self.adapter.masking,
                 image=names[index],
                 options=options,
+                settings=dict(attribution.settings),
                 pil_image=pil_images[index],
                 display_image=views[index] if views is not None else None,
             ))

@@ -43,6 +43,8 @@ class Explanation:
     patch_grid: tuple[int, int] | None = None
     image: str | None = None
     options: dict = field(default_factory=dict)
+    #: choices the method made on its own (e.g. Grad-CAM's ``cam_layer``, the layer it read).
+    settings: dict = field(default_factory=dict)
     #: ``{total, self, interaction}`` along ``order`` (MoXI with ``interactions=True``; docs/interactions.md).
     gains: dict | None = None
     #: ``{players: [K ids], matrix: K×K}``: I(i, j) among the first K players of ``order`` (kind: ``curve``).

@@ -27,6 +27,7 @@ Usage::
 
     python scripts/benchmark.py --quick                  # 128 px only, a few minutes on 2 cores
     python scripts/benchmark.py --quick --arch dinov2    # the same for another token architecture
+    python scripts/benchmark.py --quick --arch all --dtypes fp32 --json arch.json   # one table per architecture
     python scripts/benchmark.py --naive-images 1 --json benchmark.json   # 128 + 224 px, ~30 min
 """
 
@@ -305,6 +306,7 @@ def matmul_rate(dtype: torch.dtype, device: torch.device, size: int = 2048, repe
 
 @dataclass
 class Row:
+    arch: str
     size: int
     patches: int
     method: str
@@ -417,8 +419,8 @@ def measure_isolated(spec: dict, isolate: bool) -> dict:
         return pool.submit(measure, spec).result()
 
 
-def benchmark_size(size: int, args, device: torch.device, rates: dict[str, float]) -> list[Row]:
-    model = make_model(size, args.head_scale, arch=args.arch).to(device)
+def benchmark_size(arch: str, size: int, args, device: torch.device) -> list[Row]:
+    model = make_model(size, args.head_scale, arch=arch).to(device)
     config = model.config
     n = (size // config.patch_size) ** 2
     pixel_values = make_images(args.images, size)
@@ -430,10 +432,10 @@ def benchmark_size(size: int, args, device: torch.device, rates: dict[str, float
     for method, curve in CASES:
         if (args.methods and method not in args.methods) or (args.curves and curve not in args.curves):
             continue
-        label = f"{size} px {method} {curve}"
+        label = f"{arch} {size} px {method} {curve}"
         results: dict[str, dict] = {}
         for mode in modes:
-            spec = dict(size=size, arch=args.arch, head_scale=args.head_scale, images=args.images, naive_images=naive_images,
+            spec = dict(size=size, arch=arch, head_scale=args.head_scale, images=args.images, naive_images=naive_images,
                         mode=mode, method=method, curve=curve, device=str(device), threads=args.threads)
             results[mode] = out = measure_isolated(spec, not args.in_process)
             per_image = out["seconds"] / out["images"]
@@ -443,7 +445,7 @@ def benchmark_size(size: int, args, device: torch.device, rates: dict[str, float
             else:
                 flops = counter_flops(engine_sequences(method, curve, n), config, fast=True, n_patches=n)
                 flops += n * 2 * config.num_channels * config.patch_size**2 * config.hidden_size  # embedding once
-            row = Row(size, n, method, curve, mode, out["images"], per_image,
+            row = Row(arch, size, n, method, curve, mode, out["images"], per_image,
                       gflop_per_image=flops / 1e9, gflops=flops / per_image / 1e9,
                       peak_mb=out["peak_mb"], other_load_cores=out["load"])
             if "naive" in results:
@@ -466,13 +468,28 @@ def benchmark_size(size: int, args, device: torch.device, rates: dict[str, float
 
 # ------------------------------------------------------------------------------------------ output
 
-def format_table(rows: list[Row], size: int, header: str) -> str:
+def format_arch_table(rows: list[Row]) -> str:
+    """One line per architecture × case: naive and fp32 seconds per image, the speed-up, orders = naive."""
+    lines = ["| architecture | size | case | naive s/image | fp32 s/image | speed-up | fp32 orders = naive |",
+             "|---|---:|---|---:|---:|---:|---|"]
+    fp32 = [row for row in rows if row.mode == "fp32"]
+    for row in fp32:
+        naive = next((other for other in rows if other.mode == "naive" and (other.arch, other.size, other.method,
+                      other.curve) == (row.arch, row.size, row.method, row.curve)), None)
+        equal = "-" if row.orders_equal_naive is None else ("yes" if row.orders_equal_naive else "NO")
+        lines.append(f"| {row.arch} | {row.size} px | {row.method} {row.curve} | "
+                     f"{'-' if naive is None else f'{naive.seconds_per_image:.3f}'} | {row.seconds_per_image:.3f} | "
+                     f"{'-' if row.speedup is None else f'{row.speedup:.1f}×'} | {equal} |")
+    return "\n".join(lines)
+
+
+def format_table(rows: list[Row], arch: str, size: int, header: str) -> str:
     lines = [header, "",
              "| case | mode | s/image | speedup vs naive | check | GFLOP/image | GFLOP/s | % of matmul | peak MB "
              "| other load |",
              "|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]
     for row in rows:
-        if row.size != size:
+        if (row.arch, row.size) != (arch, size):
             continue
         if row.mode == "naive":
             check = f"reference ({row.images} image{'s' if row.images > 1 else ''})"
@@ -491,8 +508,9 @@ def format_table(rows: list[Row], size: int, header: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="128 px only")
-    parser.add_argument("--arch", choices=tuple(ARCHITECTURES), default="vit",
-                        help="architecture of the random ViT-Tiny-sized model (default: vit)")
+    parser.add_argument("--arch", nargs="+", choices=(*ARCHITECTURES, "all"), default=["vit"],
+                        help="architecture(s) of the random ViT-Tiny-sized model; all: every one, with a "
+                             "per-architecture table (default: vit)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 224], help="image sizes (px), patch 16")
     parser.add_argument("--images", type=int, default=2, help="benchmark images (≥ 2 exercises cross-image batching)")
     parser.add_argument("--naive-images", type=int, default=None,
@@ -510,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run every measurement in this process (default: a fresh process each, for clean peak RSS)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
+    archs = list(ARCHITECTURES) if "all" in args.arch else list(dict.fromkeys(args.arch))
     if args.images < 1:
         parser.error("--images must be at least 1")
     args.dtypes = ["fp32"] + (["bf16"] if "bf16" in args.dtypes else [])  # the bf16 AUC check needs fp32 orders
@@ -527,8 +546,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"matmul 2048³ (before): fp32 {rates['fp32']:.0f} GFLOP/s, bf16 {rates['bf16']:.0f} GFLOP/s; "
           f"{machine['threads']} threads on {device}", flush=True)
     rows: list[Row] = []
-    for size in sizes:
-        rows += benchmark_size(size, args, device, rates)
+    for arch in archs:
+        for size in sizes:
+            rows += benchmark_size(arch, size, args, device)
     # The machine's matmul rate: best of a measurement before and one after the cases.
     after = {"fp32": matmul_rate(torch.float32, device), "bf16": matmul_rate(torch.bfloat16, device)}
     machine["matmul_gflops_before_after"] = {key: [rates[key], after[key]] for key in rates}
@@ -536,13 +556,16 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         row.matmul_fraction = row.gflops / rates["bf16" if row.mode == "bf16" else "fp32"]
     tables = []
-    for size in sizes:
-        n = (size // 16) ** 2
-        count = naive_image_count(size, args)
-        naive_note = f"naive on {count} image(s)" if count else "naive skipped (--skip-naive-224)"
-        header = (f"**{args.arch}, {size} px ({n} patches)**, {args.images} images, {machine['threads']} threads, {device}; "
-                  f"{naive_note}; matmul fp32 {rates['fp32']:.0f} / bf16 {rates['bf16']:.0f} GFLOP/s")
-        tables.append(format_table(rows, size, header))
+    for arch in archs:
+        for size in sizes:
+            n = (size // 16) ** 2
+            count = naive_image_count(size, args)
+            naive_note = f"naive on {count} image(s)" if count else "naive skipped (--skip-naive-224)"
+            header = (f"**{arch}, {size} px ({n} patches)**, {args.images} images, {machine['threads']} threads, "
+                      f"{device}; {naive_note}; matmul fp32 {rates['fp32']:.0f} / bf16 {rates['bf16']:.0f} GFLOP/s")
+            tables.append(format_table(rows, arch, size, header))
+    if len(archs) > 1:
+        tables.append("**per architecture**\n\n" + format_arch_table(rows))
     print("\n" + "\n\n".join(tables))
     if args.json:
         payload = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),

@@ -4,47 +4,29 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import save_checkpoint, tiny_model
 from transformers import (
     DeiTConfig,
     DeiTForImageClassification,
     DeiTForImageClassificationWithTeacher,
     ResNetConfig,
     ResNetForImageClassification,
-    ViTConfig,
-    ViTForImageClassification,
 )
-from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
-
-TINY = dict(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=64, num_labels=5)
-
-
-def save_checkpoint(model: torch.nn.Module, path, image_size: int = 16) -> str:
-    model.save_pretrained(path)
-    ViTImageProcessorPil(size={"height": image_size, "width": image_size}).save_pretrained(path)
-    return str(path)
-
-
-def tiny_vit(seed: int = 0, **overrides) -> ViTForImageClassification:
-    torch.manual_seed(seed)
-    return ViTForImageClassification(ViTConfig(**{**TINY, **overrides})).eval()
 
 
 @pytest.fixture(scope="session")
 def vit_dir(tmp_path_factory):
-    return save_checkpoint(tiny_vit(), tmp_path_factory.mktemp("vit"))
+    return save_checkpoint(tiny_model(), tmp_path_factory.mktemp("vit"))
 
 
 @pytest.fixture(scope="session")
 def deit_dir(tmp_path_factory):
-    torch.manual_seed(1)
-    return save_checkpoint(DeiTForImageClassification(DeiTConfig(**TINY)).eval(), tmp_path_factory.mktemp("deit"))
+    return save_checkpoint(tiny_model(DeiTForImageClassification, DeiTConfig, seed=1), tmp_path_factory.mktemp("deit"))
 
 
 @pytest.fixture(scope="session")
 def deit_teacher_dir(tmp_path_factory):
-    torch.manual_seed(2)
-    model = DeiTForImageClassificationWithTeacher(DeiTConfig(**TINY)).eval()
+    model = tiny_model(DeiTForImageClassificationWithTeacher, DeiTConfig, seed=2)
     return save_checkpoint(model, tmp_path_factory.mktemp("deit_teacher"))
 
 
@@ -59,3 +41,4 @@ def resnet_dir(tmp_path_factory):
 def pixel_values():
     torch.manual_seed(4)
     return torch.randn(3, 3, 16, 16)
+

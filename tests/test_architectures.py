@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from helpers import TINY
 from safetensors.torch import load_file, save_file
 from transformers import (
     BeitConfig,
@@ -32,8 +33,6 @@ from moxi_hf import Explainer, ValueFunction, load_explainable_model
 from moxi_hf.cli import main
 from moxi_hf.modeling import TOKEN_CLASSES, TokenRemovalClassifier
 
-TINY = dict(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=64, num_labels=5)
 TINY_DINO = {key: value for key, value in TINY.items() if key != "intermediate_size"} | {"mlp_ratio": 2}
 
 #: name -> (stock class, config, backbone attribute, stock backbone class name, special tokens)
@@ -317,6 +316,22 @@ def test_gradcam_layers(pixel_model_dir, arch, pixel_values):
     assert ".1." in token_layer  # the last of the two encoder layers
     game = ValueFunction(token_explainer.adapter, pixel_values[:1], [0])
     assert get_method("gradcam").attribute(game, "insertion").settings == {"cam_layer": token_layer}
+
+
+def test_gradcam_layer_is_recorded_in_the_explanation_and_the_artifact_settings(vit_dir, pixel_values, tmp_path):
+    from moxi_hf import Explanation
+    from moxi_hf.artifacts import save_explanations
+
+    explainer = Explainer.from_pretrained(vit_dir)
+    cam = explainer.explain(pixel_values[0], method="gradcam")
+    assert cam.settings == {"cam_layer": "vit.layers.1.layernorm_before"}
+    assert Explanation.from_dict(cam.to_dict()).settings == cam.settings
+    plain = explainer.explain(pixel_values[0], method="self-shapley")
+    assert plain.settings == {}
+    config = json.loads((save_explanations(tmp_path / "both", [cam, plain], model=vit_dir) / "config.json").read_text())
+    assert config["method_settings"] == {"gradcam": {"cam_layer": "vit.layers.1.layernorm_before"}}
+    config = json.loads((save_explanations(tmp_path / "plain", [plain], model=vit_dir) / "config.json").read_text())
+    assert "method_settings" not in config
 
 
 def test_two_methods_on_one_model_from_two_threads_equal_sequential_runs(tmp_path, pixel_values):

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import socket
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import serve_folder
 from PIL import Image
 from transformers.models.convnext.image_processing_pil_convnext import (
     ConvNextImageProcessorPil,
@@ -112,15 +110,8 @@ def image_server(tmp_path_factory):
     Image.fromarray(np.arange(48, dtype=np.uint8).reshape(4, 4, 3)).save(folder / "image.png")
     (folder / "not_an_image.png").write_bytes(b"hello")
 
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_folder(folder) as url:
+        yield url
 
 
 def test_url_images_are_fetched(image_server):
@@ -189,6 +180,26 @@ def test_model_view_without_crop_is_the_resized_image():
     view = model_view(image, ViTImageProcessorPil(size={"height": 16, "width": 16}))
     np.testing.assert_array_equal(view, np.asarray(image.resize((16, 16), Image.BILINEAR)))
     np.testing.assert_array_equal(model_view(image, None), np.asarray(image))
+
+
+def test_every_view_is_the_one_model_view(vit_dir, tmp_path):
+    """Explanations, the compare sheet and the plotting module all show images.model_view's picture."""
+    import shutil
+
+    from moxi_hf import plotting
+    from moxi_hf.cli.compare import compare_batch
+
+    checkpoint = tmp_path / "cropping"
+    shutil.copytree(vit_dir, checkpoint)
+    DeiTImageProcessorPil(size={"height": 40, "width": 60}, crop_size={"height": 16, "width": 16}).save_pretrained(checkpoint)
+    explainer = Explainer.from_pretrained(str(checkpoint))
+    image = painted(80, 120, slice(20, 28), slice(40, 48))
+    expected = model_view(image, explainer.processor)
+    assert plotting.model_view is model_view
+    explanation = explainer.explain(image, method="self-shapley")
+    np.testing.assert_array_equal(np.asarray(explanation.display_image), expected)
+    result = compare_batch(explainer, [image], None, ["self-shapley"], "insertion", {})[0]
+    np.testing.assert_array_equal(np.asarray(result["display_image"]), expected)
 
 
 # -- the 16-bit copy of a sample digit ----------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 import subprocess
 import sys
@@ -46,10 +47,17 @@ def test_moved_names_still_work_with_a_warning(module, name):
     assert callable(value)
 
 
-def test_no_backend_switch_anywhere_in_the_library():
+def backend_switches(package: Path) -> list[str]:
+    """Modules of ``package`` that call ``matplotlib.use`` or import pyplot (which may switch the backend)."""
     pattern = re.compile(r"matplotlib\.use\(|import matplotlib\.pyplot|from matplotlib import pyplot")
-    offenders = [str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py") if pattern.search(path.read_text())]
-    assert offenders == []
+    return [str(path.relative_to(package)) for path in package.rglob("*.py") if pattern.search(path.read_text())]
+
+
+def test_no_backend_switch_anywhere_in_the_library(tmp_path):
+    assert backend_switches(PACKAGE) == []
+    (tmp_path / "bad.py").write_text("import matplotlib\nmatplotlib.use('Agg')\n")
+    (tmp_path / "good.py").write_text("from matplotlib.figure import Figure\n")
+    assert backend_switches(tmp_path) == ["bad.py"]
 
 
 def test_method_options_are_declared_once_and_drive_the_flags():
@@ -110,3 +118,154 @@ def test_overlay_is_drawn_on_the_model_view_of_a_centre_cropping_processor(tmp_p
     assert picture_layer.get_extent() == heat_layer.get_extent() == [0, 16, 16, 0]
     # the hot cell (row 0, col 0) covers pixels [0, 8) x [0, 8): the red patch lies inside it
     assert red.max() < 16 / 2
+
+
+# -- layout rules: each checker is also run on a small broken example, so each can fail ---------------
+
+ROOT = PACKAGE.parent
+MAX_LINES = 450
+
+
+def long_modules(package: Path, limit: int = MAX_LINES) -> dict[str, int]:
+    """module path -> line count, for the modules of ``package`` longer than ``limit`` lines."""
+    counts = {str(path.relative_to(package)): len(path.read_text().splitlines()) for path in package.rglob("*.py")}
+    return {name: count for name, count in counts.items() if count > limit}
+
+
+def _module_name(package: Path, path: Path) -> str:
+    parts = [package.name, *path.relative_to(package).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_time_imports(tree: ast.Module) -> list[ast.stmt]:
+    """Import statements run when the module is imported: module level, inside if/try/with, not under
+    ``if TYPE_CHECKING`` and not inside functions or classes' methods."""
+    found: list[ast.stmt] = []
+    pending: list[ast.stmt] = list(tree.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        elif isinstance(node, ast.If):
+            test = ast.unparse(node.test)
+            if "TYPE_CHECKING" not in test:
+                pending.extend(node.body)
+            pending.extend(node.orelse)
+        elif isinstance(node, ast.Try):
+            pending.extend([*node.body, *node.orelse, *node.finalbody,
+                            *(stmt for handler in node.handlers for stmt in handler.body)])
+        elif isinstance(node, (ast.With, ast.ClassDef)):
+            pending.extend(node.body)
+    return found
+
+
+def import_graph(package: Path) -> dict[str, set[str]]:
+    """module -> the package's modules it imports at import time (a module also runs its target's packages)."""
+    paths = {_module_name(package, path): path for path in package.rglob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in paths}
+    for name, path in paths.items():
+        own_package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        ancestors = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 2)}
+        for node in _import_time_imports(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            else:
+                base = own_package.split(".")
+                base = base[: len(base) - (node.level - 1)] if node.level else []
+                module = ".".join([*base, *([node.module] if node.module else [])])
+                submodules = [f"{module}.{alias.name}" for alias in node.names if f"{module}.{alias.name}" in paths]
+                targets = submodules if submodules and not node.module else [module, *submodules]
+            for target in targets:
+                parts = target.split(".")
+                for i in range(1, len(parts) + 1):  # importing a.b.c first runs a and a.b
+                    prefix = ".".join(parts[:i])
+                    if prefix in paths and prefix not in ancestors:
+                        graph[name].add(prefix)
+    return graph
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as [a, b, ..., a], or None when it is acyclic."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == 1:
+                return [*stack[stack.index(target):], target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        state[node] = 2
+        stack.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+_MD_LINK = re.compile(r"\]\(([^)\s#]+\.md)(?:#[^)]*)?\)")
+_MD_MENTION = re.compile(r"(?<![\w/.-])((?:\.{1,2}/)?[\w./-]*\w\.md)\b")
+
+
+def missing_md_citations(root: Path, skip: tuple[Path, ...] = ()) -> list[str]:
+    """``file: cited.md`` for every ``*.md`` path cited in a ``*.md``/``*.py`` file under ``root`` that
+    exists neither beside the citing file nor from ``root``.
+
+    Cited: a markdown link target, or a bare mention whose folder part (if any) exists, so that a
+    placeholder such as ``output_dir/README.md`` is not taken for a file; web links are not checked.
+    """
+    missing = []
+    files = [path for suffix in ("*.md", "*.py") for path in root.rglob(suffix)
+             if path not in skip and not any(part.startswith(".") or part in ("__pycache__", "build", "dist")
+                                             for part in path.relative_to(root).parts)]
+    for path in files:
+        text = re.sub(r"[a-z]+://\S+", "", path.read_text(errors="replace"))
+        links = set(_MD_LINK.findall(text))
+        for cited in sorted(links | set(_MD_MENTION.findall(text))):
+            bases = (path.parent, root)
+            folder = Path(cited).parent
+            if cited not in links and folder != Path(".") and not any((base / folder).is_dir() for base in bases):
+                continue  # a placeholder path, not a citation
+            if not any((base / cited).exists() for base in bases):
+                missing.append(f"{path.relative_to(root).as_posix()}: {cited}")
+    return missing
+
+
+def test_no_module_is_over_the_line_limit(tmp_path):
+    assert long_modules(PACKAGE) == {}
+    (tmp_path / "long.py").write_text("x = 1\n" * (MAX_LINES + 1))
+    assert long_modules(tmp_path) == {"long.py": MAX_LINES + 1}
+
+
+def test_no_import_cycle_at_import_time(tmp_path):
+    graph = import_graph(PACKAGE)
+    assert "moxi_hf.images" in graph["moxi_hf.explainer"] and "moxi_hf.methods" in graph["moxi_hf.explainer"]
+    assert import_cycle(graph) is None
+    # A made-up package: a -> b.c at import time (b runs first), b/c -> a; a lazy import inside a function
+    # and one under TYPE_CHECKING do not count.
+    package = tmp_path / "pkg"
+    (package / "b").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "b" / "__init__.py").write_text("")
+    (package / "a.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import d\n"
+                                  "def f():\n    from . import d\n")
+    (package / "d.py").write_text("from . import a\n")
+    (package / "b" / "c.py").write_text("from ..a import f\n")
+    assert import_cycle(import_graph(package)) is None
+    (package / "a.py").write_text("try:\n    from .b.c import g\nexcept ImportError:\n    pass\n")
+    assert import_cycle(import_graph(package)) == ["pkg.a", "pkg.b.c", "pkg.a"]
+
+
+def test_every_cited_md_file_exists(tmp_path):
+    assert missing_md_citations(ROOT, skip=(Path(__file__).resolve(),)) == []  # this file's examples are made up
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("See [b](b.md), [c](../c.md), [d](out/d.md#x), docs/a.md and "
+                                            "https://x.org/y.md.\n")
+    (tmp_path / "docs" / "b.md").write_text("")
+    (tmp_path / "tool.py").write_text('"""Cites NOTES.md, docs/e.md and docs/a.md; writes output_dir/README.md."""\n')
+    assert missing_md_citations(tmp_path) == ["docs/a.md: ../c.md", "docs/a.md: out/d.md", "tool.py: NOTES.md",
+                                              "tool.py: docs/e.md"]

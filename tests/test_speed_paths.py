@@ -9,6 +9,7 @@ import dataclasses
 
 import pytest
 import torch
+from helpers import TINY, tiny_model
 from transformers import DeiTConfig, ViTConfig
 
 from benchmarks.naive import NaiveMoXI
@@ -24,15 +25,10 @@ from moxi_hf.engine import FastEncoder, fast_encoder
 from moxi_hf.metrics.curves import curve_coalitions
 from moxi_hf.value import _even_chunk
 
-SMALL = dict(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-             intermediate_size=64, num_labels=5)
-
 
 def small_model(cls=MoXIViTForImageClassification, config_cls=ViTConfig, seed: int = 0, **overrides):
     """A tiny random MoXI classifier whose head is scaled so that values are well separated."""
-    torch.manual_seed(seed)
-    config = config_cls(**{**SMALL, "initializer_range": 0.2, **overrides})
-    model = cls(config).eval()
+    model = tiny_model(cls, config_cls, seed, **{"initializer_range": 0.2, **overrides})
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if "classifier" in name and name.endswith("weight"):
@@ -201,7 +197,7 @@ def _tiny_token_model(arch: str):
         MoXIViTMSNForImageClassification,
     )
 
-    base = {key: value for key, value in SMALL.items() if key != "intermediate_size"}
+    base = {key: value for key, value in TINY.items() if key != "intermediate_size"}
     return {
         "vit_msn": (MoXIViTMSNForImageClassification, ViTMSNConfig, {"intermediate_size": 64}),
         "dinov2_with_registers": (MoXIDinov2WithRegistersForImageClassification, Dinov2WithRegistersConfig,

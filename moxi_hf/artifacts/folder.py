@@ -167,7 +167,7 @@ def save_explanations(output_dir: str | os.PathLike, explanations, model: str | 
     default to the position of the explanation's image among the distinct images. Curves are
     averaged from the explanations' own curves where every player was ordered.
     """
-    from .settings import run_settings
+    from .settings import method_settings, run_settings
 
     explanations = list(explanations)
     if image_names is None:
@@ -186,6 +186,7 @@ def save_explanations(output_dir: str | os.PathLike, explanations, model: str | 
         model=model or (first.model if first else None),
         methods=list(dict.fromkeys(e.method for e in explanations)),
         curves=list(dict.fromkeys(e.curve for e in explanations)),
+        chosen=method_settings(explanations),
         num_images=len(set(dataset_indices)),
         reward=first.reward if first else None,
         masking=first.masking if first else None,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from .schema import SCHEMA_VERSION, public_name
 
-__all__ = ["explainer_settings", "run_settings"]
+__all__ = ["explainer_settings", "method_settings", "run_settings"]
 
 
 def explainer_settings(explainer) -> dict:
@@ -21,12 +21,24 @@ def explainer_settings(explainer) -> dict:
     }
 
 
+def method_settings(explanations) -> dict:
+    """method -> the choices it made on its own (``Explanation.settings``, e.g. Grad-CAM's ``cam_layer``)."""
+    chosen: dict = {}
+    for explanation in explanations:
+        if explanation.settings:
+            chosen.setdefault(explanation.method, {}).update(explanation.settings)
+    return chosen
+
+
 def run_settings(*, kind: str, model: str | None, methods: Sequence[str], curves: Sequence[str],
-                 method_options: dict | None = None, explainer=None, **extra) -> dict:
-    """``{"schema_version", "kind", "model", "methods", "curves", "method_options", <explainer>, **extra}``.
+                 method_options: dict | None = None, explainer=None, chosen: dict | None = None,
+                 **extra) -> dict:
+    """``{"schema_version", "kind", "model", "methods", "curves", "method_options", "method_settings",
+    <explainer>, **extra}``.
 
     ``model`` is written by :func:`public_name` (a local folder by its name). ``method_options``:
-    method -> its non-default options (empty ones are left out).
+    method -> its non-default options (empty ones are left out). ``chosen``: method -> what it chose
+    itself (:func:`method_settings`), recorded as ``method_settings`` when there is any.
     """
     settings = {
         "schema_version": SCHEMA_VERSION,
@@ -37,6 +49,8 @@ def run_settings(*, kind: str, model: str | None, methods: Sequence[str], curves
     }
     if method_options is not None:
         settings["method_options"] = {name: dict(options) for name, options in method_options.items() if options}
+    if chosen:
+        settings["method_settings"] = {name: dict(values) for name, values in chosen.items()}
     if explainer is not None:
         settings.update(explainer_settings(explainer))
     settings.update(extra)

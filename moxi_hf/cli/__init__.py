@@ -1,4 +1,4 @@
-"""The ``moxi`` command line: ``moxi explain``, ``moxi compare``, ``moxi evaluate``, ``moxi push``.
+"""The ``moxi`` command line: ``moxi explain``, ``moxi compare``, ``moxi evaluate``, ``moxi push``, ``moxi demo``.
 
 Each sub-command lives in its own module with ``add_parser(subparsers)`` and ``run(args) -> int``.
 Exit codes: 0 ok, 2 usage error (argparse), 1 runtime failure with a one-line message
@@ -37,14 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for name, module_name in COMMANDS.items():
-        try:
-            module = importlib.import_module(f"{__name__}.{module_name}")
-        except ModuleNotFoundError as error:
-            if error.name == f"{__name__}.{module_name}":
-                continue  # command not built yet
-            raise
-        module.add_parser(subparsers)
+    for module_name in COMMANDS.values():
+        importlib.import_module(f"{__name__}.{module_name}").add_parser(subparsers)
     return parser
 
 

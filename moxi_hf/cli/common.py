@@ -12,7 +12,8 @@ import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 from ..defaults import SAMPLE_SUFFIXES, default_model_path, sample_images
 from ..errors import MoXIError
@@ -21,9 +22,13 @@ from ..options import DTYPES, MASKINGS, METHOD_OPTIONS, REWARD_NAMES, Option
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "InputImage",
+    "is_url",
+    "add_batch_size_flag",
     "add_common_flags",
     "add_method_option_flags",
     "add_model_flags",
+    "add_removal_flags",
+    "add_sub_command",
     "batches",
     "describe_class",
     "finish",
@@ -39,6 +44,7 @@ __all__ = [
     "readable_images",
     "resolve_images",
     "summary_line",
+    "url_file_name",
 ]
 
 DEVICE_CHOICES = ("cpu", "cuda")
@@ -56,10 +62,48 @@ def positive_int(text: str) -> int:
     return value
 
 
+def interaction_top(text: str) -> int:
+    """argparse type of ``--interaction-top``: an integer K >= 2 (a pair needs two players)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (a pair needs two players), got {value}")
+    return value
+
+
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
     """``--quiet``/``--debug`` accepted after the sub-command too."""
     parser.add_argument("--quiet", dest="sub_quiet", action="store_true", help="no progress bars or summaries")
     parser.add_argument("--debug", dest="sub_debug", action="store_true", help="show full tracebacks on errors")
+
+
+def add_sub_command(subparsers, name: str, run, help: str, description: str) -> argparse.ArgumentParser:
+    """A sub-command's parser: ``moxi NAME`` runs ``run(args) -> int``; ``--quiet``/``--debug`` accepted after it."""
+    parser = subparsers.add_parser(name, help=help, description=description)
+    add_common_flags(parser)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def add_removal_flags(group, device_choices: Sequence[str] = DEVICE_CHOICES, device_default: str = "cpu",
+                      device_help: str = "default: cpu") -> None:
+    """``--masking``, ``--reward``, ``--players-grid``, ``--dtype``, ``--device``: how the model is run and masked."""
+    group.add_argument("--masking", choices=MASKINGS, default="auto",
+                       help="token removal (ViT family) or pixel masking (any classifier); auto picks (default: auto)")
+    group.add_argument("--reward", choices=REWARD_NAMES, default="log-odds",
+                       help="value of a coalition from the label's logit (default: log-odds)")
+    group.add_argument("--players-grid", type=positive_int, metavar="G",
+                       help="G×G players, each a block of patches; G must divide the patch grid "
+                            "(default: one per patch)")
+    group.add_argument("--dtype", choices=DTYPES, default="float32", help="model dtype (default: float32)")
+    group.add_argument("--device", choices=device_choices, default=device_default, help=device_help)
+
+
+def add_batch_size_flag(group) -> None:
+    group.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="N",
+                       help=f"images explained together, sharing forward passes (default: {DEFAULT_BATCH_SIZE})")
 
 
 def add_model_flags(parser: argparse.ArgumentParser, output_help: str, default_output: str) -> None:
@@ -67,23 +111,15 @@ def add_model_flags(parser: argparse.ArgumentParser, output_help: str, default_o
     group = parser.add_argument_group("model and images")
     group.add_argument("--model", metavar="PATH_OR_ID",
                        help="HF image classifier: local folder or Hub id (default: the embedded moxi-vit-mnist)")
-    group.add_argument("--image", nargs="+", metavar="PATH", action="extend",
-                       help="image file(s) or folder(s) of images to explain (default: the model folder's samples/)")
+    group.add_argument("--image", nargs="+", metavar="PATH_OR_URL", action="extend",
+                       help="image file(s), folder(s) of images or http(s) URL(s) to explain "
+                            "(default: the model folder's samples/)")
     group.add_argument("--label", type=int, metavar="INT",
                        help="class index to explain for every image (default: the model's prediction)")
-    group.add_argument("--masking", choices=MASKINGS, default="auto",
-                       help="token removal (ViT/DeiT) or pixel masking (any classifier); auto picks (default: auto)")
-    group.add_argument("--reward", choices=REWARD_NAMES, default="log-odds",
-                       help="value of a coalition from the label's logit (default: log-odds)")
-    group.add_argument("--players-grid", type=positive_int, metavar="G",
-                       help="G×G players, each a block of patches; G must divide the patch grid "
-                            "(default: one per patch)")
-    group.add_argument("--dtype", choices=DTYPES, default="float32", help="model dtype (default: float32)")
-    group.add_argument("--device", choices=DEVICE_CHOICES, default="cpu", help="default: cpu")
+    add_removal_flags(group)
     group.add_argument("--output-dir", default=default_output, metavar="DIR",
                        help=f"{output_help} (default: {default_output})")
-    group.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="N",
-                       help=f"images explained together, sharing forward passes (default: {DEFAULT_BATCH_SIZE})")
+    add_batch_size_flag(group)
 
 
 def _cli_options(curve_safe_only: bool = False) -> dict[str, tuple[Option, list[str]]]:
@@ -149,10 +185,26 @@ def load_explainer(args: argparse.Namespace):
 
 @dataclass
 class InputImage:
-    """One input file: ``path`` (as found) and ``name``, its path relative to the ``--image`` folder or file given."""
+    """One input: ``path`` (a file as found, or an ``http(s)`` URL kept as str) and ``name``, what the rows
+    record: the path relative to the ``--image`` folder or file given, or the URL."""
 
-    path: Path
+    path: Path | str
     name: str
+
+    @property
+    def file_name(self) -> str:
+        """The last path component: the file's name, or that of the URL's path."""
+        return url_file_name(self.path) if is_url(self.path) else Path(self.path).name
+
+
+def is_url(given: object) -> bool:
+    """True for an ``http://`` or ``https://`` string."""
+    return isinstance(given, str) and given.lower().startswith(("http://", "https://"))
+
+
+def url_file_name(url: str) -> str:
+    """The last component of ``url``'s path (no query), e.g. ``cat.jpg``; ``image`` when the path has none."""
+    return PurePosixPath(urlsplit(url).path).name or "image"
 
 
 def resolve_images(args: argparse.Namespace) -> list[InputImage]:
@@ -166,6 +218,9 @@ def resolve_images(args: argparse.Namespace) -> list[InputImage]:
         return [InputImage(path, path.name) for path in found]
     images: list[InputImage] = []
     for given in args.image:
+        if is_url(given):
+            images.append(InputImage(given, given))
+            continue
         path = Path(given)
         if path.is_dir():  # a folder stands for the image files in it
             found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SAMPLE_SUFFIXES)
@@ -222,12 +277,13 @@ def load_images(images: Sequence[InputImage]) -> list:
 
 
 def output_names(paths: Sequence[Path | InputImage]) -> list[str]:
-    """One folder name per image: its file stem, with ``-2``, ``-3``, ... added where stems repeat."""
+    """One folder name per image: its file stem (a URL: that of its last path component), with ``-2``,
+    ``-3``, ... added where stems repeat."""
     names: list[str] = []
     taken: set[str] = set()
     for path in paths:
-        path = path.path if isinstance(path, InputImage) else path
-        stem = path.stem or "image"
+        file_name = path.file_name if isinstance(path, InputImage) else Path(path).name
+        stem = PurePosixPath(file_name).stem or "image"
         name, count = stem, 1
         while name in taken:
             count += 1

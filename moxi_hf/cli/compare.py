@@ -112,7 +112,7 @@ def compare_images(explainer, images: Sequence[InputImage], names: Sequence[str]
                 if not args.quiet:
                     needed = ", ".join(f"{m} {r[args.curve]['patches_needed']}" for m, r in result["methods"].items())
                     predicted = describe_class(result["predicted"], result["predicted_name"])
-                    tqdm.write(f"{image.path.name}: predicted {predicted}"
+                    tqdm.write(f"{image.file_name}: predicted {predicted}"
                                f"; patches needed ({args.curve}): {needed} -> {output_dir / name / 'compare.png'}",
                                file=sys.stdout)
                 results.append(result)

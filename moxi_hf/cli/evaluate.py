@@ -9,37 +9,33 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..options import (
-    CURVES,
-    DEFAULT_DATASET,
-    DEFAULT_NUM_IMAGES,
-    DTYPES,
-    MASKINGS,
-    METHOD_NAMES,
-    METHOD_OPTIONS,
-    REWARD_NAMES,
+from ..options import CURVES, DEFAULT_DATASET, DEFAULT_NUM_IMAGES, METHOD_NAMES
+from .common import (
+    DEVICE_CHOICES,
+    add_batch_size_flag,
+    add_method_option_flags,
+    add_removal_flags,
+    add_sub_command,
+    interaction_top,
+    positive_int,
 )
-from .common import add_common_flags, add_method_option_flags, positive_int
-from .explain import interaction_top
 
 __all__ = ["add_parser", "config_from_args", "run"]
 
 DEFAULT_OUTPUT_DIR = "moxi-evaluation"
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="insertion/deletion curves and AUC of the methods over a dataset split (accelerate-ready)",
-        description=(
-            "Evaluate explanation methods with insertion/deletion curves (MoXI paper protocol): shuffle the "
-            "split with --seed, keep the first --num-images images the model classifies correctly (or the "
-            "first --per-class K of every class), explain each with every method, and measure the accuracy "
-            "and mean p(label) after k = 0..N players were inserted/deleted. Run it with `accelerate launch "
-            "-m moxi_hf evaluate ...` (or scripts/evaluate.py) to share the images between processes. "
-            "Finished images are kept: rerunning the same command resumes."
-        ),
-    )
+HELP = "insertion/deletion curves and AUC of the methods over a dataset split (accelerate-ready)"
+DESCRIPTION = """\
+Evaluate explanation methods with insertion/deletion curves (MoXI paper protocol): shuffle the split with
+--seed, keep the first --num-images images the model classifies correctly (or the first --per-class K of every
+class), explain each with every method, and measure the accuracy and mean p(label) after k = 0..N players were
+inserted/deleted. Run it with `accelerate launch -m moxi_hf evaluate ...` (or scripts/evaluate.py) to share
+the images between processes. Finished images are kept: rerunning the same command resumes.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default=DEFAULT_DATASET, metavar="ID_OR_DIR",
                       help=f"Hub dataset id or a local folder of class sub-folders (default: {DEFAULT_DATASET}, "
@@ -66,17 +62,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        help=f"methods to evaluate (default: all the model supports: {', '.join(METHOD_NAMES)})")
     model.add_argument("--curves", nargs="+", choices=CURVES, default=list(CURVES), metavar="CURVE",
                        help="insertion and/or deletion (default: both)")
-    model.add_argument("--masking", choices=MASKINGS, default="auto",
-                       help="token removal (ViT family) or pixel masking (any classifier) (default: auto)")
-    model.add_argument("--reward", choices=REWARD_NAMES, default="log-odds",
-                       help="value of a coalition (default: log-odds)")
-    model.add_argument("--players-grid", type=positive_int, metavar="G",
-                       help="G×G players, each a block of patches (default: one player per patch)")
-    model.add_argument("--dtype", choices=DTYPES, default="float32", help="default: float32")
-    model.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                       help="auto: each process's accelerator as Accelerate assigns it, else CPU (default: auto)")
-    model.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
-                       help="images explained together, sharing forward passes (default: 8)")
+    add_removal_flags(model, device_choices=("auto", *DEVICE_CHOICES), device_default="auto",
+                      device_help="auto: each process's accelerator as Accelerate assigns it, else CPU (default: auto)")
+    add_batch_size_flag(model)
 
     add_method_option_flags(parser, curve_safe_only=True, defaults=True, skip=("seed",))  # --seed: above
     model.add_argument("--interactions", action="store_true",
@@ -98,44 +86,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     output.add_argument("--embed-images", action="store_true",
                         help="also store the pictures of a Hub dataset in the output (local datasets: always)")
     output.add_argument("--hub-private", action="store_true", help="with --push-to-hub: create the repo as private")
-    add_common_flags(parser)
-    parser.set_defaults(run=run)
-    return parser
 
 
 def config_from_args(args: argparse.Namespace):
+    from dataclasses import fields
+
     from ..evaluation import EvaluationConfig
 
-    declared = {option.name: getattr(args, option.name) for options in METHOD_OPTIONS.values() for option in options
-                if option.cli and option.curve_safe and hasattr(args, option.name)}
-    return EvaluationConfig(
-        **declared,
-        output_dir=args.output_dir,
-        model=args.model,
-        dataset=args.dataset,
-        split=args.split,
-        streaming=args.streaming,
-        shuffle_buffer=args.shuffle_buffer,
-        image_column=args.image_column,
-        label_column=args.label_column,
-        methods=args.methods,
-        curves=list(dict.fromkeys(args.curves)),
-        num_images=args.num_images,
-        per_class=args.per_class,
-        masking=args.masking,
-        reward=args.reward,
-        players_grid=args.players_grid,
-        dtype=args.dtype,
-        device=None if args.device == "auto" else args.device,
-        batch_size=args.batch_size,
-        overwrite=args.overwrite,
-        quiet=args.quiet,
-        embed_images=args.embed_images,
-        push_to_hub=args.push_to_hub,
-        hub_private=args.hub_private,
-        interactions=args.interactions,
-        interaction_top=args.interaction_top,
-    )
+    given = {field.name: getattr(args, field.name) for field in fields(EvaluationConfig) if hasattr(args, field.name)}
+    # every flag is named like its config field; two need converting
+    return EvaluationConfig(**{**given, "curves": list(dict.fromkeys(args.curves)),
+                               "device": None if args.device == "auto" else args.device})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,3 +109,9 @@ def run(args: argparse.Namespace) -> int:
         print(format_summary(curves))
         print(f"results in {args.output_dir}", file=sys.stderr)
     return 0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = add_sub_command(subparsers, "evaluate", run, HELP, DESCRIPTION)
+    add_arguments(parser)
+    return parser

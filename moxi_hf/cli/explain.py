@@ -24,6 +24,7 @@ from .common import (
     add_method_option_flags,
     add_model_flags,
     batches,
+    interaction_top,
     finish,
     load_explainer,
     load_images,
@@ -40,17 +41,6 @@ __all__ = ["add_interaction_flags", "add_parser", "check_output_dir", "output_na
 
 DEFAULT_OUTPUT_DIR = "moxi-output"
 DEFAULT_INTERACTION_TOP = 10
-
-
-def interaction_top(text: str) -> int:
-    """argparse type of ``--interaction-top``: an integer K >= 2 (a pair needs two players)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2 (a pair needs two players), got {value}")
-    return value
 
 
 def add_interaction_flags(parser: argparse.ArgumentParser, switch: bool = True) -> None:
@@ -181,7 +171,7 @@ def explain_images(explainer, images: Sequence[InputImage], names: Sequence[str]
                 if args.interactions:
                     explanation.plot_interactions(staging / name / "interactions.png")
                 predicted_name = explainer.label_name(explanation.predicted)
-                print_line(args.quiet, summary_line(image.path.name, explanation, f"{output_dir / name}{os.sep}",
+                print_line(args.quiet, summary_line(image.file_name, explanation, f"{output_dir / name}{os.sep}",
                                                     predicted_name))
                 explanations.append(explanation)
             bar.update(len(chunk))

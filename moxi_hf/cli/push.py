@@ -9,19 +9,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_common_flags
+from .common import add_sub_command
 
 __all__ = ["add_parser", "run"]
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "push",
-        help="upload an evaluation/explain output folder to the Hub as a dataset repo",
-        description="Upload an artifact folder (README.md card, data/explanations.parquet, curves.json, "
-                    "config.json, plots/) to a Hugging Face dataset repo. Hidden files and folders "
-                    "(.partial/, temporaries) are skipped; local files are not modified.",
-    )
+HELP = "upload an evaluation/explain output folder to the Hub as a dataset repo"
+DESCRIPTION = """\
+Upload an artifact folder (README.md card, data/explanations.parquet, curves.json, config.json, plots/) to a
+Hugging Face dataset repo. Hidden files and folders (.partial/, temporaries) are skipped; local files are not
+modified.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("directory", metavar="DIR", help="artifact folder written by `moxi evaluate` or `moxi explain`")
     parser.add_argument("--repo-id", required=True, metavar="USER/NAME", help="dataset repo to create or update")
     parser.add_argument("--private", action="store_true", help="create the repo as private (ignored if it exists)")
@@ -31,9 +32,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="Hub write token (default: HF_TOKEN or the `hf auth login` cache; "
                              "prefer those, a token on the command line lands in shell history)")
     parser.add_argument("--endpoint", metavar="URL", help="Hub URL (default: HF_ENDPOINT or https://huggingface.co)")
-    add_common_flags(parser)
-    parser.set_defaults(run=run)
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,3 +52,9 @@ def run(args: argparse.Namespace) -> int:
                          commit_message=args.commit_message, token=args.token, endpoint=args.endpoint)
     print(url)
     return 0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = add_sub_command(subparsers, "push", run, HELP, DESCRIPTION)
+    add_arguments(parser)
+    return parser

@@ -71,7 +71,9 @@ def open_dataset(config: EvaluationConfig) -> DataSource:
     """Load the split (Hub id or local folder) and check its columns; images stay undecoded until used."""
     import datasets
 
-    name = config.dataset
+    from ..sources import resolve_dataset_source
+
+    name = resolve_dataset_source(config.dataset)  # a mistyped local folder fails here, before any loading
     local = is_local(name)
     try:
         if local:

@@ -337,6 +337,11 @@ def evaluate(config: EvaluationConfig) -> dict:
         summary[0] = _write_outputs(output_dir, explainer, source, config, record, selection, all_rows, methods,
                                     curves)
     broadcast_object_list(summary)
+    if state.num_processes > 1:
+        # gloo's worker threads must be joined before the interpreter exits, else the C++ runtime
+        # aborts the process ("terminate called without an active exception") after the work is done.
+        state.wait_for_everyone()
+        state.destroy_process_group()
     return summary[0]
 
 
@@ -345,20 +350,15 @@ def _write_image_result(output_dir: Path, position: int, result: dict) -> None:
 
 
 def _pictures(explainer: Explainer, source: DataSource, config: EvaluationConfig, items: list[dict]) -> list:
-    """(dataset_index, name, the model's view as PIL) of ``items``, preprocessed in batches."""
-    from PIL import Image
-
-    from ..plotting import pixels_to_picture
-
+    """(dataset_index, name, the model's view as PIL) of ``items``, fetched in batches."""
     out = []
     for start in range(0, len(items), PICTURE_BATCH):
         part = items[start:start + PICTURE_BATCH]
         examples = fetch_examples(source, [item["dataset_index"] for item in part])
         values = [examples[item["dataset_index"]][config.image_column] for item in part]
-        pixel_values, _ = explainer.preprocess([source.decode(value) for value in values])
-        for item, value, pixels in zip(part, values, pixel_values):
-            picture = (pixels_to_picture(pixels, explainer.processor) * 255).round().astype("uint8")
-            out.append((item["dataset_index"], source.identifier(value), Image.fromarray(picture)))
+        views = explainer.model_views([source.decode(value) for value in values])
+        for item, value, view in zip(part, values, views):
+            out.append((item["dataset_index"], source.identifier(value), view))
     return out
 
 

@@ -30,7 +30,7 @@ class MoXIAttribution(Attribution):
 
 @register_method
 class MoXI(Method):
-    """Greedy MoXI (DESIGN.md §1).
+    """Greedy MoXI (docs/algorithm.md, "MoXI").
 
     Insertion: from S = ∅, repeatedly add the player i ∉ S maximising v(S ∪ {i}).
     Deletion: from R = all, repeatedly remove the player i ∈ R minimising v(R ∖ {i}).

@@ -11,7 +11,8 @@ from transformers.models.beit.modeling_beit import BeitLayer
 from .masks import mean_or_zeros
 from .mixin import TokenRemovalClassifier, TokenRemovalModel
 
-__all__ = ["MoXIBeitLayer", "MoXIBeitModel", "MoXIBeitForImageClassification", "select_bias"]
+__all__ = ["MoXIBeitLayer", "MoXIBeitModel", "MoXIBeitForImageClassification", "PooledHeadClassifier",
+           "pool_kept_tokens", "select_bias"]
 
 
 def select_bias(bias: torch.Tensor, token_index: torch.Tensor | None) -> torch.Tensor:
@@ -111,21 +112,31 @@ class MoXIBeitModel(TokenRemovalModel, BeitModel):
         return self.layernorm(hidden_states)
 
     def pool(self, sequence_output: torch.Tensor) -> torch.Tensor | None:
-        """Mean of the kept patch tokens + LayerNorm (the zero vector's norm if none), or the CLS token."""
-        if self.pooler is None:
-            return None
-        if self.pooler.layernorm is None:
-            return sequence_output[:, 0]
-        return self.pooler.layernorm(mean_or_zeros(sequence_output[:, 1:, :]))
+        return pool_kept_tokens(self.pooler, sequence_output)
 
 
-class MoXIBeitForImageClassification(TokenRemovalClassifier, BeitForImageClassification):
-    """``BeitForImageClassification`` whose ``forward`` accepts ``embedding_mask``."""
+def pool_kept_tokens(pooler: nn.Module | None, sequence_output: torch.Tensor) -> torch.Tensor | None:
+    """A BEiT-style pooler on the kept tokens (B, 1 + K, D) -> (B, D): mean of the kept patch tokens +
+    LayerNorm (the zero vector's norm if none are kept), or the CLS token; None without a pooler."""
+    if pooler is None:
+        return None
+    if pooler.layernorm is None:
+        return sequence_output[:, 0]
+    return pooler.layernorm(mean_or_zeros(sequence_output[:, 1:, :]))
 
-    backbone_name = "beit"
-    backbone_class = MoXIBeitModel
+
+class PooledHeadClassifier(TokenRemovalClassifier):
+    """Classifier mixin of BEiT-style models: the backbone's pooler over the kept tokens, then the classifier."""
+
     backbone_kwargs = {"add_pooling_layer": True}
     head_reads_special_only = False
 
     def head(self, sequence_output: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.beit.pool(sequence_output))
+        return self.classifier(self.backbone.pool(sequence_output))
+
+
+class MoXIBeitForImageClassification(PooledHeadClassifier, BeitForImageClassification):
+    """``BeitForImageClassification`` whose ``forward`` accepts ``embedding_mask``."""
+
+    backbone_name = "beit"
+    backbone_class = MoXIBeitModel

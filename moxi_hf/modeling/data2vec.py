@@ -12,9 +12,9 @@ import torch
 from transformers import Data2VecVisionForImageClassification, Data2VecVisionModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from .beit import _window_bias
-from .masks import EmbeddingMask, mean_or_zeros
-from .mixin import TokenRemovalClassifier, TokenRemovalModel
+from .beit import PooledHeadClassifier, _window_bias, pool_kept_tokens
+from .masks import EmbeddingMask
+from .mixin import TokenRemovalModel
 
 __all__ = ["MoXIData2VecVisionModel", "MoXIData2VecVisionForImageClassification"]
 
@@ -71,12 +71,7 @@ class MoXIData2VecVisionModel(TokenRemovalModel, Data2VecVisionModel):
         return self.layernorm(self.run_layers(embedding_output, token_index, resolution, interpolate_pos_encoding)[0])
 
     def pool(self, sequence_output: torch.Tensor) -> torch.Tensor | None:
-        """Mean of the kept patch tokens + LayerNorm (the zero vector's norm if none), or the CLS token."""
-        if self.pooler is None:
-            return None
-        if self.pooler.layernorm is None:
-            return sequence_output[:, 0]
-        return self.pooler.layernorm(mean_or_zeros(sequence_output[:, 1:, :]))
+        return pool_kept_tokens(self.pooler, sequence_output)
 
     # Copied from transformers.models.data2vec.modeling_data2vec_vision.Data2VecVisionModel.forward with the
     # tokens outside ``embedding_mask`` removed after the embeddings (this older code has no output capturing).
@@ -114,13 +109,8 @@ class MoXIData2VecVisionModel(TokenRemovalModel, Data2VecVisionModel):
         )
 
 
-class MoXIData2VecVisionForImageClassification(TokenRemovalClassifier, Data2VecVisionForImageClassification):
+class MoXIData2VecVisionForImageClassification(PooledHeadClassifier, Data2VecVisionForImageClassification):
     """``Data2VecVisionForImageClassification`` whose ``forward`` accepts ``embedding_mask``."""
 
     backbone_name = "data2vec_vision"
     backbone_class = MoXIData2VecVisionModel
-    backbone_kwargs = {"add_pooling_layer": True}
-    head_reads_special_only = False
-
-    def head(self, sequence_output: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.data2vec_vision.pool(sequence_output))

@@ -171,22 +171,11 @@ class TokenRemovalClassifier:
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
 
-    def forward(
-        self,
-        pixel_values: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        interpolate_pos_encoding: bool | None = None,
-        attention_mask: torch.Tensor | None = None,
-        embedding_mask: EmbeddingMask | None = None,
-        **kwargs,
-    ):
-        outputs = self.backbone(
-            pixel_values,
-            interpolate_pos_encoding=interpolate_pos_encoding,
-            attention_mask=attention_mask,
-            embedding_mask=embedding_mask,
-            **kwargs,
-        )
+    def forward(self, pixel_values: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                embedding_mask: EmbeddingMask | None = None, **kwargs):
+        """The parent's forward with ``embedding_mask``; every other argument (``interpolate_pos_encoding``,
+        ``attention_mask``, output flags) goes to the backbone as the parent passes it."""
+        outputs = self.backbone(pixel_values, embedding_mask=embedding_mask, **kwargs)
         sequence_output = outputs.last_hidden_state
         logits = self.head(sequence_output)
         loss = self.loss_function(labels, logits, self.config, **kwargs) if labels is not None else None

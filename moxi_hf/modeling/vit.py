@@ -1,4 +1,7 @@
-"""ViT, DeiT, ViT-MSN and I-JEPA with token removal: the mixins plus where each keeps its parts."""
+"""ViT, DeiT, ViT-MSN and I-JEPA with token removal: the mixins plus where each keeps its parts.
+
+The public names are listed once, in :mod:`moxi_hf.modeling`.
+"""
 
 from __future__ import annotations
 
@@ -20,18 +23,6 @@ from transformers.models.deit.modeling_deit import (
 
 from .masks import mean_or_zeros
 from .mixin import TokenRemovalClassifier, TokenRemovalModel
-
-__all__ = [
-    "MoXIViTModel",
-    "MoXIViTForImageClassification",
-    "MoXIDeiTModel",
-    "MoXIDeiTForImageClassification",
-    "MoXIDeiTForImageClassificationWithTeacher",
-    "MoXIViTMSNModel",
-    "MoXIViTMSNForImageClassification",
-    "MoXIIJepaModel",
-    "MoXIIJepaForImageClassification",
-]
 
 
 class MoXIViTModel(TokenRemovalModel, ViTModel):

@@ -5,7 +5,7 @@
 - :func:`plot_curves`: mean insertion/deletion curves of an artifact folder
 - :func:`plot_explanation_curve`: one explanation's insertion or deletion curve
 - :func:`plot_heatmap_grid`: heatmaps of many images × methods
-- :func:`model_view`: the picture the model saw (resize + crop of its image processor)
+- :func:`model_view`: the picture the model saw (re-exported from :mod:`moxi_hf.images`)
 """
 
 from ._figure import png_bytes, save_figure

@@ -1,8 +1,10 @@
-"""The model's input view: the picture after the processor's resize and crop, as the model saw it."""
+"""Pictures for figures: processed pixel values back to a picture; the model's view (re-exported from images)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from ..images import model_view
 
 __all__ = ["model_view", "pixels_to_picture"]
 
@@ -23,13 +25,3 @@ def pixels_to_picture(pixel_values, processor=None) -> np.ndarray:
         image = (image - image.min()) / max(float(image.max() - image.min()), 1e-8)
     image = image.clamp(0, 1).permute(1, 2, 0).numpy()
     return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[..., :3]
-
-
-def model_view(image, processor):
-    """The RGB PIL picture the model sees for ``image`` (path, PIL image or array): ``processor``'s resize and crop."""
-    from PIL import Image
-
-    from ..images import preprocess
-
-    pixel_values, _ = preprocess(processor, [image])
-    return Image.fromarray((pixels_to_picture(pixel_values[0], processor) * 255).round().astype(np.uint8))

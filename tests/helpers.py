@@ -1,0 +1,48 @@
+"""Helpers shared by several test files (imported as ``from helpers import ...``)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
+
+import torch
+from transformers import ViTConfig, ViTForImageClassification
+from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+#: the tiny ViT-family config every test model starts from: 16×16 images, 4×4 patches (16 players), 5 labels
+TINY = dict(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=64, num_labels=5)
+
+
+def tiny_model(cls: type = ViTForImageClassification, config_cls: type = ViTConfig, seed: int = 0,
+               **overrides) -> torch.nn.Module:
+    """A random ``cls(config_cls(**TINY, **overrides))`` in eval mode, its weights drawn after ``manual_seed(seed)``."""
+    torch.manual_seed(seed)
+    return cls(config_cls(**{**TINY, **overrides})).eval()
+
+
+def save_checkpoint(model: torch.nn.Module, path, image_size: int = 16) -> str:
+    """``model`` and a plain resize-to-``image_size`` processor saved to ``path``; returns it as str."""
+    model.save_pretrained(path)
+    ViTImageProcessorPil(size={"height": image_size, "width": image_size}).save_pretrained(path)
+    return str(path)
+
+
+@contextlib.contextmanager
+def serve_folder(folder) -> Iterator[str]:
+    """Serve ``folder`` over HTTP on 127.0.0.1 (a free port); yields the base URL ``http://127.0.0.1:PORT``."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
