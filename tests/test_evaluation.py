@@ -123,6 +123,8 @@ def test_output_folder_selection_and_curves(setup, single):
         assert (single / name).is_file(), name
     assert config["kind"] == "evaluate" and config["methods"] == ["moxi", "full-shapley", "gradcam"]
     assert config["method_options"] == {"full-shapley": {"num_samples": 4, "seed": 0}}
+    # Grad-CAM's own choice of layer: the last encoder layer's first LayerNorm of this 2-layer ViT.
+    assert config["method_settings"] == {"gradcam": {"cam_layer": "vit.layers.1.layernorm_before"}}
     assert {"torch", "transformers", "datasets", "accelerate"} <= set(config["versions"])
 
     # Selection: the first 7 correctly classified images in Dataset.shuffle(seed=0) order.

@@ -51,26 +51,25 @@ DEVICE_CHOICES = ("cpu", "cuda")
 DEFAULT_BATCH_SIZE = 8
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer ≥ 1 (a bad value is a usage error, exit 2)."""
+def _int_at_least(text: str, minimum: int, expected: str) -> int:
+    """An argparse value: an integer ≥ ``minimum``, else a usage error (exit 2) saying ``expected``."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    return _int_at_least(text, 1, "a positive integer")
 
 
 def interaction_top(text: str) -> int:
-    """argparse type of ``--interaction-top``: an integer K >= 2 (a pair needs two players)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2 (a pair needs two players), got {value}")
-    return value
+    """argparse type of ``--interaction-top``: an integer K ≥ 2 (a pair needs two players)."""
+    return _int_at_least(text, 2, "an integer of at least 2 (a pair needs two players)")
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:

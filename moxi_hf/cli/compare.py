@@ -19,9 +19,9 @@ from ..compare import INTERACTIONS_METHOD
 from ..options import CURVES, METHOD_NAMES
 from .common import (
     InputImage,
-    add_common_flags,
     add_method_option_flags,
     add_model_flags,
+    add_sub_command,
     batches,
     describe_class,
     finish,
@@ -45,8 +45,8 @@ INTERACTIONS_FILE = "compare_interactions.png"
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "compare",
+    parser = add_sub_command(
+        subparsers, "compare", run,
         help="all methods on each image: heatmaps and insertion/deletion curves in one PNG",
         description="Run several methods on each image and write DIR/<image>/compare.png (a row of heatmaps, "
                     "one per method, and the insertion and deletion curves of p(label), one line per method) "
@@ -63,8 +63,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="clear --output-dir even when it holds something other than a moxi compare output")
     add_method_option_flags(parser, curve_safe_only=True)
     add_interaction_flags(parser, switch=False)
-    add_common_flags(parser)
-    parser.set_defaults(run=run)
     return parser
 
 

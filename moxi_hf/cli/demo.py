@@ -7,23 +7,21 @@ import sys
 
 from ..errors import MoXIError
 from ..options import DTYPES
-from .common import DEVICE_CHOICES, add_common_flags, positive_int
+from .common import DEVICE_CHOICES, add_sub_command, positive_int
 
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("demo", help="a web page to explain images in the browser (Gradio)",
-                                   description="Serve a page that explains an uploaded image (offline on the "
-                                               "embedded default model unless --model is given).")
+    parser = add_sub_command(subparsers, "demo", run, help="a web page to explain images in the browser (Gradio)",
+                             description="Serve a page that explains an uploaded image (offline on the "
+                                         "embedded default model unless --model is given).")
     parser.add_argument("--model", metavar="PATH_OR_ID", help="local folder or Hub id (default: moxi-vit-mnist)")
     parser.add_argument("--dtype", choices=DTYPES, default="float32")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="cpu")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 listens on every interface")
     parser.add_argument("--port", type=positive_int, default=7860)
     parser.add_argument("--share", action="store_true", help="a public link through Gradio's servers (network)")
-    add_common_flags(parser)
-    parser.set_defaults(run=run)
     return parser
 
 

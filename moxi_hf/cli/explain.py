@@ -20,12 +20,12 @@ from ..errors import MoXIError
 from ..options import CURVES, METHOD_NAMES
 from .common import (
     InputImage,
-    add_common_flags,
     add_method_option_flags,
     add_model_flags,
+    add_sub_command,
     batches,
-    interaction_top,
     finish,
+    interaction_top,
     load_explainer,
     load_images,
     method_options,
@@ -56,8 +56,8 @@ def add_interaction_flags(parser: argparse.ArgumentParser, switch: bool = True) 
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        "explain",
+    parser = add_sub_command(
+        subparsers, "explain", run,
         help="explain images with one method (heatmap + JSON per image)",
         description="Explain images with MoXI (or a baseline). For each image writes DIR/<image>/explanation.json "
                     "and DIR/<image>/heatmap.png, all of them as a dataset (DIR/data/, README.md), and prints a "
@@ -78,8 +78,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--methods", nargs="+", choices=METHOD_NAMES, metavar="METHOD",
                         help=f"with --compare: the methods to compare (default: all of {', '.join(METHOD_NAMES)})")
     add_interaction_flags(parser)
-    add_common_flags(parser)
-    parser.set_defaults(run=run)
     return parser
 
 

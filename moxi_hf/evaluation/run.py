@@ -362,6 +362,20 @@ def _pictures(explainer: Explainer, source: DataSource, config: EvaluationConfig
     return out
 
 
+def _cam_layers(explainer: Explainer, source: DataSource, config: EvaluationConfig, items: list[dict],
+                methods: list[str]) -> dict:
+    """Grad-CAM method -> ``{"cam_layer": name}``: the layer it read (one per model, found on the first image)."""
+    cams = [name for name in methods if name in ("gradcam", "gradcam++")]
+    if not cams or not items:
+        return {}
+    from ..methods.gradcam import cam_layer
+
+    index = items[0]["dataset_index"]
+    pixel_values, _ = explainer.preprocess([source.decode(fetch_examples(source, [index])[index][config.image_column])])
+    _, layer = cam_layer(explainer.adapter, pixel_values.to(explainer.adapter.device, explainer.adapter.dtype))
+    return {name: {"cam_layer": layer} for name in cams}
+
+
 def _write_outputs(output_dir: Path, explainer: Explainer, source: DataSource, config: EvaluationConfig,
                    record: dict, selection: dict, rows: list[dict], methods: list[str], curves: list[str]) -> dict:
     from ..plotting import plot_curves, plot_heatmap_grid
@@ -387,6 +401,9 @@ def _write_outputs(output_dir: Path, explainer: Explainer, source: DataSource, c
     selection_summary = {key: value for key, value in selection.items() if key != "images"}
     selection_summary["num_images"] = n_images
     final = {**record, "selection": selection_summary}
+    chosen = _cam_layers(explainer, source, config, selection["images"][:1], methods)
+    if chosen:
+        final["method_settings"] = chosen
     save_artifacts(output_dir, rows, summary, final, label_names, plots, pictures=pictures if embed else None)
     if config.push_to_hub:
         _push(output_dir, summary, config)
