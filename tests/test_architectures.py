@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from helpers import TINY
 from safetensors.torch import load_file, save_file
 from transformers import (
     BeitConfig,
@@ -29,6 +28,7 @@ from transformers import (
 from transformers.conversion_mapping import get_checkpoint_conversion_mapping
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
+from helpers import TINY
 from moxi_hf import Explainer, ValueFunction, load_explainable_model
 from moxi_hf.cli import main
 from moxi_hf.modeling import TOKEN_CLASSES, TokenRemovalClassifier

@@ -7,10 +7,10 @@ import os
 
 import numpy as np
 import pytest
-from artifact_rows import CONFIG, LABELS, METHODS, assert_rows_equal, curves_plot, make_rows
 from datasets import ClassLabel, List, Value, load_dataset
 from huggingface_hub import DatasetCard
 
+from artifact_rows import CONFIG, LABELS, METHODS, assert_rows_equal, curves_plot, make_rows
 from moxi_hf.artifacts import (
     CURVE_KEYS,
     DATA_FILE,

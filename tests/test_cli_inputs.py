@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 from helpers import serve_folder
-
 from moxi_hf.cli import main
 from moxi_hf.cli.common import output_names, resolve_images
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
-from artifact_rows import CONFIG, LABELS, assert_rows_equal, curves_plot, make_rows
 from hub_server import FakeHub
 from huggingface_hub import DatasetCard
 from huggingface_hub.utils import _detect_agent
 
+from artifact_rows import CONFIG, LABELS, assert_rows_equal, curves_plot, make_rows
 from moxi_hf.artifacts import load_artifacts, save_artifacts
 from moxi_hf.cli import main
 from moxi_hf.errors import MoXIError

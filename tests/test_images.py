@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import serve_folder
 from PIL import Image
 from transformers.models.convnext.image_processing_pil_convnext import (
     ConvNextImageProcessorPil,
@@ -17,6 +16,7 @@ from transformers.models.convnext.image_processing_pil_convnext import (
 from transformers.models.deit.image_processing_pil_deit import DeiTImageProcessorPil
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
+from helpers import serve_folder
 from moxi_hf import Explainer, MoXIError
 from moxi_hf.images import load_image, model_view
 

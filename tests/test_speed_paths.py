@@ -9,10 +9,10 @@ import dataclasses
 
 import pytest
 import torch
-from helpers import TINY, tiny_model
 from transformers import DeiTConfig, ViTConfig
 
 from benchmarks.naive import NaiveMoXI
+from helpers import TINY, tiny_model
 from moxi_hf import (
     MoXIDeiTForImageClassification,
     MoXIDeiTForImageClassificationWithTeacher,

@@ -139,7 +139,7 @@ def add_method_option_flags(parser: argparse.ArgumentParser, curve_safe_only: bo
     (not given) so an option meant for another method can be refused.
     """
     group = parser.add_argument_group("method options")
-    for flag, (option, methods) in _cli_options(curve_safe_only).items():
+    for flag, (option, _methods) in _cli_options(curve_safe_only).items():
         if option.name in skip:
             continue
         text = f"{option.help} (default: {option.default})"

@@ -55,7 +55,7 @@ def plot_interaction_map(
     else:
         ax.imshow(np.ones((height, width, 3)), extent=(0, width, height, 0))
     centres = []
-    for rank, player in enumerate(players, start=1):
+    for player in players:
         x, y, w, h = _cell(int(player), grid, height, width)
         ax.add_patch(Rectangle((x, y), w, h, fill=False, edgecolor=OUTLINE, linewidth=1.6, zorder=3))
         centres.append((x + w / 2, y + h / 2))
