@@ -144,6 +144,7 @@ def test_explain_default_also_writes_a_dataset_layout(default_run, samples):
     assert (out / "README.md").is_file()
 
 
+@pytest.mark.slow
 def test_python_m_moxi_hf_explain_subprocess(tmp_path, samples):
     env = {k: v for k, v in os.environ.items() if k != DEFAULT_MODEL_ENV}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])

@@ -215,6 +215,7 @@ def test_auc_and_aggregation_toy():
     assert curves["m"]["deletion"]["auc"] == pytest.approx(1 / 3) and curves["m"]["deletion"]["num_images"] == 1
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(setup, single):
     """accelerate launch --multi_gpu --num_processes 2 on CPU (gloo): same images, orders, curves, scores."""
     output = setup["root"] / "two"
@@ -248,6 +249,7 @@ sys.exit(main(["evaluate", *sys.argv[1:]]))
 """
 
 
+@pytest.mark.slow
 def test_kill_and_resume(setup, single):
     output = setup["root"] / "resumed"
     killer = setup["root"] / "killer.py"
