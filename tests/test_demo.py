@@ -274,6 +274,7 @@ def test_build_demo_from_an_explainer(vit_dir):
     assert {"image", "method", "run", "cancel", "heatmap", "patches-needed", "curve", "compare-sheet"} <= ids
 
 
+@pytest.mark.slow
 def test_cli_without_gradio_says_how_to_install(tmp_path):
     (tmp_path / "gradio.py").write_text("raise ImportError('no gradio here')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
