@@ -18,7 +18,7 @@ import urllib.request
 
 from .errors import MoXIError
 
-__all__ = ["HUB_TIMEOUT", "looks_like_path", "resolve_dataset_source", "resolve_model_source"]
+__all__ = ["HUB_TIMEOUT", "check_local_name", "looks_like_path", "resolve_dataset_source", "resolve_model_source"]
 
 #: Seconds to wait for the Hub to answer before a Hub id is given up on.
 HUB_TIMEOUT = 5.0
@@ -49,7 +49,7 @@ def _suggestion(path: str) -> str:
     return f"; did you mean {os.path.join(parent, close[0])!r}?" if close else ""
 
 
-def _check_local_name(name: str, kind: str) -> str | None:
+def check_local_name(name: str, kind: str) -> str | None:
     """The expanded local path if ``name`` is local, None for a Hub id; MoXIError for a missing folder."""
     path = os.path.expanduser(name)
     if os.path.isdir(path):
@@ -128,7 +128,7 @@ def resolve_model_source(name: str | os.PathLike, local_files_only: bool = False
     ``*.safetensors`` file, or a Hub id when the Hub cannot be reached (within :data:`HUB_TIMEOUT`).
     """
     name = os.fspath(name)
-    path = _check_local_name(name, "model")
+    path = check_local_name(name, "model")
     if path is None:
         _check_hub(name, "model", local_files_only)
         return name
@@ -141,7 +141,7 @@ def resolve_model_source(name: str | os.PathLike, local_files_only: bool = False
 def resolve_dataset_source(name: str | os.PathLike, local_files_only: bool = False) -> str:
     """``name`` as ``datasets.load_dataset`` should get it: an existing folder (``~`` expanded) or a Hub id."""
     name = os.fspath(name)
-    path = _check_local_name(name, "dataset")
+    path = check_local_name(name, "dataset")
     if path is None:
         _check_hub(name, "dataset", local_files_only)
         return name

@@ -61,3 +61,23 @@ def test_a_mistyped_dataset_folder_fails_at_once(tmp_path, vit_dir, capsys):
     code = main(["evaluate", "--model", vit_dir, "--dataset", typo, "--output-dir", str(tmp_path / "out")])
     assert code == 1 and time.perf_counter() - start < 20
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_a_mistyped_model_folder_is_refused_before_torch_is_imported(tmp_path):
+    """`--model models/typo` says "no such folder" at once: the check runs before the heavy imports."""
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    script = ("import sys\nfrom moxi_hf.cli import main\n"
+              "code = main(['explain', '--model', 'models/typo', '--image', sys.argv[1], '--output-dir', sys.argv[2]])\n"
+              "print('torch imported' if 'torch' in sys.modules else 'torch not imported')\nsys.exit(code)\n")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", script, str(min(SAMPLES.glob("*.png"))), str(tmp_path / "out")],
+                            cwd=root, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert "no such folder: 'models/typo'" in result.stderr
+    assert "torch not imported" in result.stdout
+    assert time.monotonic() - started < 5
+    assert not (tmp_path / "out").exists()

@@ -57,14 +57,25 @@ def _quiet_libraries() -> None:
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
 
 
+def _check_local_names(args: argparse.Namespace) -> None:
+    """A mistyped ``--model``/``--dataset`` folder fails at once, before torch and datasets are imported."""
+    from ..sources import check_local_name
+
+    for kind in ("model", "dataset"):
+        name = getattr(args, kind, None)
+        if isinstance(name, str):
+            check_local_name(name, kind)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # Common flags may also be given after the sub-command.
     args.quiet = bool(getattr(args, "quiet", False) or getattr(args, "sub_quiet", False))
     args.debug = bool(getattr(args, "debug", False) or getattr(args, "sub_debug", False))
-    _quiet_libraries()
     try:
+        _check_local_names(args)
+        _quiet_libraries()
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("moxi: interrupted; finished results are kept", file=sys.stderr)
