@@ -2,10 +2,11 @@
 
 The pipeline, one module per stage::
 
-    modeling / removal  (token removal in ViT/DeiT | pixel masking)
+    modeling / removal  (token removal in ViT-family models | pixel masking)
       -> value          (v(S) over a batch of coalitions of players)
         -> methods      (moxi, self-shapley, full-shapley, gradcam, gradcam++, attention-rollout)
           -> explanation / explainer  (order, scores, heatmap, patches needed)
+            -> interactions  (gain split along MoXI's order, pairwise interaction maps)
             -> metrics  (insertion/deletion curves, AUC, curves summary)
               -> artifacts / hub / plotting  (folders that are HF dataset repos, figures)
 
@@ -57,8 +58,9 @@ _MOVED = {
     "MoXIViTForImageClassification": "modeling",
     "MoXIViTModel": "modeling",
 }
-_SUBMODULES = ("artifacts", "cli", "compare", "errors", "evaluation", "explainer", "explanation", "hub", "images", "loading",
-               "methods", "metrics", "modeling", "options", "players", "plotting", "removal", "value")
+_SUBMODULES = ("artifacts", "cli", "compare", "errors", "evaluation", "explainer", "explanation", "hub", "images",
+               "interactions", "loading", "methods", "metrics", "modeling", "options", "players", "plotting", "removal",
+               "sources", "value")
 
 __all__ = [
     "Artifacts",
