@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from .engine import FastEncoder, fast_encoder
 from .errors import MoXIError
 from .modeling import TokenRemovalClassifier
+from .players import as_pair
 
 __all__ = ["RemovalAdapter", "TokenRemoval", "PixelMasking", "PIXEL_BASELINES"]
 
@@ -119,8 +120,8 @@ class TokenRemoval(RemovalAdapter):
                 f"{type(model).__name__}; use masking='pixel' for this model"
             )
         backbone = model.backbone
-        size = image_size or _pair(model.config.image_size)
-        patch = _pair(model.config.patch_size)
+        size = image_size or as_pair(model.config.image_size)
+        patch = as_pair(model.config.patch_size)
         super().__init__(model, (size[0] // patch[0], size[1] // patch[1]))
         # Backbones that always interpolate (DINOv2) take no such argument.
         self.interpolate_pos_encoding = interpolate_pos_encoding and backbone.embeddings_take_interpolate
@@ -174,10 +175,6 @@ class TokenRemoval(RemovalAdapter):
                 sequence, token_index=indices, resolution=prepared.resolution,
                 interpolate_pos_encoding=self.interpolate_pos_encoding,
             ).float()
-
-
-def _pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
 def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
