@@ -118,12 +118,10 @@ class Explanation:
         """The interaction map over the model's view of the image (or ``image``) and the gain split along
         the order; a PNG at ``path``. Returns the figure."""
         from .plotting import save_figure
+        from .plotting.heatmap import explanation_picture
         from .plotting.interactions import interactions_figure
 
-        if image is None:
-            image = self.display_image if self.display_image is not None else self.pil_image
-        figure = interactions_figure(self, None if image is None else np.asarray(image.convert("RGB") if hasattr(
-            image, "convert") else image), top_pairs=top_pairs)
+        figure = interactions_figure(self, explanation_picture(self, image), top_pairs=top_pairs)
         if path is not None:
             save_figure(figure, path)
         return figure
