@@ -91,19 +91,8 @@ class RemovalAdapter(ABC):
 @dataclass
 class _TokenContext:
     table: torch.Tensor  # (B, S + N, D) special tokens then patch tokens, positions added: what coalitions gather
-    num_special: int  # S
     resolution: tuple[int, int]  # input (height, width) in pixels
     encoder: FastEncoder | None = None  # fused inference path (None: the model's own forward)
-
-    @property
-    def special(self) -> torch.Tensor:
-        """Special tokens (1, S, D)."""
-        return self.table[:1, : self.num_special]
-
-    @property
-    def patches(self) -> torch.Tensor:
-        """Patch tokens (B, N, D)."""
-        return self.table[:, self.num_special :]
 
 
 class TokenRemoval(RemovalAdapter):
@@ -144,7 +133,7 @@ class TokenRemoval(RemovalAdapter):
                 "the image size does not match the model's"
             )
         encoder = fast_encoder(self.model) if self.fast else None
-        return _TokenContext(table, self.num_special_tokens, tuple(pixel_values.shape[-2:]), encoder)
+        return _TokenContext(table, tuple(pixel_values.shape[-2:]), encoder)
 
     def cost(self, kept: int) -> int:
         # At least 1: a model without special tokens (I-JEPA) runs the empty coalition on no token.
