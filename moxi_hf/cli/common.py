@@ -299,10 +299,10 @@ def batches(items: Sequence, size: int) -> Iterator[tuple[int, Sequence]]:
 
 
 def describe_class(index: int | None, name: str | None) -> str:
-    """``7`` when the class name is the index itself, else ``281 ("tabby cat")``."""
-    if index is None:
-        return "?"
-    return str(index) if name is None or name == str(index) else f'{index} ("{name}")'
+    """``7`` when the class name is the index itself, else ``281 ("tabby cat")`` (as the figures write it)."""
+    from ..plotting.compare import describe_class as describe  # imported here: no numpy for --help
+
+    return describe(index, name)
 
 
 def players_text(explanation) -> str:
