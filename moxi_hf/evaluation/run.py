@@ -33,7 +33,6 @@ from ..fileio import atomic_write, package_versions, write_json
 from ..interactions import attach_interactions, summarise_interaction_share
 from ..methods import METHODS, Attribution, get_method
 from ..metrics import aggregate_curves, measure_curves
-from ..removal import TokenRemoval
 from .config import DEFAULT_NUM_IMAGES, EvaluationConfig, default_model, method_options
 from .data import DataSource, fetch_examples, is_local, open_dataset
 from .selection import select_images
@@ -111,7 +110,6 @@ def explain_chunk(explainer, images: list, labels: list[int], indices: list[int]
             for position, explanation in enumerate(explanations):
                 rows[position].append(explanation_to_row(explanation, dataset_index=indices[position]))
     return rows
-
 
 
 _OWNED = ("data", "plots", PARTIAL_DIR, "curves.json", "config.json", "README.md")
@@ -213,16 +211,16 @@ def _resolve_device(state, device: str | None) -> torch.device:
 
 
 def methods_for(explainer, methods: Sequence[str] | None) -> list[str]:
+    """``methods`` (refused when one cannot explain this model), or every method that can, in registry order."""
+    names = list(methods) if methods is not None else list(METHODS)
+    reasons = {name: METHODS[name].unsupported_reason(explainer.adapter) if name in METHODS else None
+               for name in names}
     if methods is not None:
-        if "attention-rollout" in methods and not isinstance(explainer.adapter, TokenRemoval):
-            raise MoXIError("attention-rollout needs a ViT/DeiT model (token masking); drop it from --methods")
-        return list(methods)
-    names = list(METHODS)
-    if not isinstance(explainer.adapter, TokenRemoval):
-        names.remove("attention-rollout")
-    return names
-
-
+        for reason in reasons.values():
+            if reason:
+                raise MoXIError(f"{reason}; drop it from --methods")
+        return names
+    return [name for name in names if reasons[name] is None]
 
 
 def evaluate(config: EvaluationConfig) -> dict:
