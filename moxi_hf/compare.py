@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from .errors import MoXIError
-from .options import CURVES, METHOD_NAMES
+from .options import CURVES, DEFAULT_INTERACTION_TOP, METHOD_NAMES
 
 __all__ = ["compare_methods", "comparison_to_dict"]
 
@@ -39,7 +39,7 @@ def compare_methods(
     method_options: Mapping[str, dict] | None = None,
     *,
     interactions: bool = True,
-    interaction_top: int = 10,
+    interaction_top: int = DEFAULT_INTERACTION_TOP,
     skip_unsupported: bool | None = None,
     progress: bool = False,
 ) -> list[dict]:

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MoXIError
-from ..options import CURVES, DEFAULT_DATASET, DEFAULT_NUM_IMAGES, METHOD_NAMES, METHOD_OPTIONS
+from ..options import (
+    CURVES,
+    DEFAULT_DATASET,
+    DEFAULT_INTERACTION_TOP,
+    DEFAULT_NUM_IMAGES,
+    METHOD_NAMES,
+    METHOD_OPTIONS,
+)
 
 __all__ = ["DEFAULT_DATASET", "DEFAULT_MODEL", "DEFAULT_NUM_IMAGES", "EvaluationConfig", "default_model",
            "method_options"]
@@ -56,7 +63,7 @@ class EvaluationConfig:
     push_to_hub: str | None = None  # dataset repo (USER/NAME) to upload the finished folder to
     hub_private: bool = False  # create that repo as private
     interactions: bool = False  # MoXI rows also get gains and the interaction map (moxi_hf.interactions)
-    interaction_top: int = 10  # K: players of the order in the interaction map (at least 2)
+    interaction_top: int = DEFAULT_INTERACTION_TOP  # K: players of the order in the interaction map (at least 2)
 
     def validate(self) -> None:
         if self.num_images is not None and self.per_class is not None:

@@ -27,6 +27,7 @@ from ..artifacts import (
     run_settings,
     save_artifacts,
 )
+from ..compare import INTERACTIONS_METHOD  # the method whose rows get gains and interaction maps
 from ..errors import MoXIError
 from ..explainer import Explainer
 from ..fileio import atomic_write, package_versions, write_json
@@ -38,9 +39,6 @@ from .data import DataSource, fetch_examples, is_local, open_dataset
 from .selection import select_images
 
 __all__ = ["check_output_dir", "evaluate", "explain_chunk", "format_summary", "methods_for"]
-
-#: the method whose rows get gains and interaction maps with ``interactions``
-INTERACTIONS_METHOD = "moxi"
 
 SELECTION_FILE = "selection.json"
 #: absolute local folders of the run (resume tells two folders of the same name apart); hidden, never published
