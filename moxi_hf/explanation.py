@@ -59,6 +59,17 @@ class Explanation:
         return self.grid[0] * self.grid[1]
 
     @property
+    def reached(self) -> bool:
+        """Whether the order reached the curve's goal: after ``patches_needed`` players the label is
+        predicted (insertion) or no longer predicted (deletion)."""
+        predictions = self.curve_predictions or []
+        k = self.patches_needed
+        if k >= len(predictions):
+            return False
+        hit = predictions[k] == self.label
+        return hit if self.curve == "insertion" else not hit
+
+    @property
     def heatmap_array(self) -> np.ndarray:
         return np.asarray(self.heatmap, dtype=np.float32)
 

@@ -315,21 +315,12 @@ def players_text(explanation) -> str:
     return f"{n_players} players ({group[0]}x{group[1]} patches each)"
 
 
-def _reached(explanation) -> bool:
-    predictions = explanation.curve_predictions or []
-    k = explanation.patches_needed
-    if k >= len(predictions):
-        return False
-    hit = predictions[k] == explanation.label
-    return hit if explanation.curve == "insertion" else not hit
-
-
 def summary_line(name: str, explanation, where: str, predicted_name: str | None = None) -> str:
     """One line per image for the terminal."""
     predicted = describe_class(explanation.predicted, predicted_name)
     label = describe_class(explanation.label, explanation.label_name)
     total = players_text(explanation)
-    if _reached(explanation):
+    if explanation.reached:
         if explanation.curve == "insertion":
             needed = f"{explanation.patches_needed} of {total} needed to predict it"
         else:

@@ -181,10 +181,8 @@ def _needed_text(explanation: Explanation) -> str:
     total = explanation.n_players
     unit = "patches" if explanation.patch_grid in (None, explanation.grid) else "players"
     label = explanation.label_name if explanation.label_name is not None else str(explanation.label)
-    predictions = explanation.curve_predictions or []
     k = explanation.patches_needed
-    reached = k < len(predictions) and ((predictions[k] == explanation.label) == (explanation.curve == "insertion"))
-    if not reached:
+    if not explanation.reached:
         return (f"never predicted {label}, even with all {total} {unit}" if explanation.curve == "insertion"
                 else f"still predicts {label} after removing all {total} {unit}")
     if explanation.curve == "insertion":
