@@ -157,8 +157,6 @@ def check_image(image) -> Image.Image:
         if width * height > MAX_IMAGE_PIXELS or max(width, height) > MAX_IMAGE_SIDE:
             raise MoXIError(f"the image is {width}x{height} pixels; the limit is {MAX_IMAGE_SIDE} per side and "
                             f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels")
-        if width < 1 or height < 1:
-            raise MoXIError("the image is empty")
     return load_image(image)
 
 
