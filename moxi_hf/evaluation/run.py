@@ -30,7 +30,7 @@ from ..artifacts import (
 from ..compare import INTERACTIONS_METHOD  # the method whose rows get gains and interaction maps
 from ..errors import MoXIError
 from ..explainer import Explainer
-from ..fileio import atomic_write, package_versions, write_json
+from ..fileio import atomic_write, package_versions, read_json, write_json
 from ..interactions import attach_interactions, summarise_interaction_share
 from ..methods import METHODS, Attribution, get_method
 from ..metrics import aggregate_curves, measure_curves
@@ -280,7 +280,7 @@ def evaluate(config: EvaluationConfig) -> dict:
         for stale in (partial / "images").glob(".*.tmp"):  # left by a run killed while writing
             stale.unlink(missing_ok=True)
         selection_path = partial / SELECTION_FILE
-        selection = json.loads(selection_path.read_text()) if selection_path.is_file() else None
+        selection = read_json(selection_path)
         if selection is None:
             selection = select_images(explainer, source, config, progress=not config.quiet)
             atomic_write(selection_path, json.dumps(selection) + "\n")
