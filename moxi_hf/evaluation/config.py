@@ -25,11 +25,9 @@ DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "models" / "moxi-vit-m
 
 
 def default_model() -> str:
-    """The default model: ``moxi_hf.defaults.default_model_path()`` (as ``moxi explain``), else :data:`DEFAULT_MODEL`."""
-    try:
-        from ..defaults import default_model_path
-    except ImportError:
-        return DEFAULT_MODEL
+    """The default model: ``moxi_hf.defaults.default_model_path()``, as ``moxi explain`` (MoXIError when missing)."""
+    from ..defaults import default_model_path
+
     return os.fspath(default_model_path())
 
 

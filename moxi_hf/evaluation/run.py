@@ -51,9 +51,7 @@ PICTURE_BATCH = 32
 
 def _resolve_model(model: str | None) -> str:
     if model is None:
-        model = default_model()
-        if not is_local(model):
-            raise MoXIError(f"the default model folder {model!r} is missing; pass --model")
+        model = default_model()  # an existing folder, else MoXIError
     if is_local(model):
         return os.path.abspath(os.path.expanduser(model))
     return model
