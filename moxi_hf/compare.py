@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from .errors import MoXIError
-from .options import CURVES, METHOD_NAMES
+from .options import CURVES, DEFAULT_INTERACTION_TOP, METHOD_NAMES
 
 __all__ = ["compare_methods", "comparison_to_dict"]
 
@@ -39,7 +39,7 @@ def compare_methods(
     method_options: Mapping[str, dict] | None = None,
     *,
     interactions: bool = True,
-    interaction_top: int = 10,
+    interaction_top: int = DEFAULT_INTERACTION_TOP,
     skip_unsupported: bool | None = None,
     progress: bool = False,
 ) -> list[dict]:
@@ -77,6 +77,7 @@ def compare_methods(
     targets = explainer._check_labels(labels if labels is not None else [None] * len(predicted), predicted)
     per_method: dict[str, dict[str, list]] = {}
     skipped: dict[str, str] = {}
+    game = None  # built (images embedded) once, for every order measured on the other curve
     for name in methods:
         runs = CURVES if METHODS[name].depends_on_curve else (curve,)
         extra = {"interactions": True, "interaction_top": interaction_top} if (
@@ -97,7 +98,8 @@ def compare_methods(
                     _curve_record(torch.tensor(e.order), torch.tensor(e.curve_probabilities),
                                   torch.tensor(e.curve_predictions), e.label, other) for e in explained[other]]
             else:  # the same order, measured on the other curve
-                game = explainer.value_function(pixel_values, targets)
+                if game is None:
+                    game = explainer.value_function(pixel_values, targets)
                 orders = torch.tensor([e.order for e in explained[curve]])
                 measured = measure_curves(game, orders, other)
                 records[other] = [

@@ -20,6 +20,7 @@ from .loading import (
 from .methods import Method, get_method
 from .methods.base import check_curve
 from .metrics.curves import heatmap_from_order, measure_curves, patches_needed
+from .options import DEFAULT_INTERACTION_TOP
 from .players import Players
 from .removal import RemovalAdapter
 from .value import DEFAULT_MAX_TOKENS, ValueFunction, check_reward
@@ -142,7 +143,7 @@ class Explainer:
         curve: str = "insertion",
         label: int | None = None,
         interactions: bool = False,
-        interaction_top: int = 10,
+        interaction_top: int = DEFAULT_INTERACTION_TOP,
         **method_options,
     ) -> Explanation:
         """Explain one image (path, PIL image, array, or processed pixel_values (C, H, W)).
@@ -164,7 +165,7 @@ class Explainer:
         labels: Sequence[int | None] | None = None,
         progress: bool = False,
         interactions: bool = False,
-        interaction_top: int = 10,
+        interaction_top: int = DEFAULT_INTERACTION_TOP,
         **method_options,
     ) -> list[Explanation]:
         """Explain several images together (their coalitions share forward passes).

@@ -59,6 +59,17 @@ class Explanation:
         return self.grid[0] * self.grid[1]
 
     @property
+    def reached(self) -> bool:
+        """Whether the order reached the curve's goal: after ``patches_needed`` players the label is
+        predicted (insertion) or no longer predicted (deletion)."""
+        predictions = self.curve_predictions or []
+        k = self.patches_needed
+        if k >= len(predictions):
+            return False
+        hit = predictions[k] == self.label
+        return hit if self.curve == "insertion" else not hit
+
+    @property
     def heatmap_array(self) -> np.ndarray:
         return np.asarray(self.heatmap, dtype=np.float32)
 
@@ -118,12 +129,10 @@ class Explanation:
         """The interaction map over the model's view of the image (or ``image``) and the gain split along
         the order; a PNG at ``path``. Returns the figure."""
         from .plotting import save_figure
+        from .plotting.heatmap import explanation_picture
         from .plotting.interactions import interactions_figure
 
-        if image is None:
-            image = self.display_image if self.display_image is not None else self.pil_image
-        figure = interactions_figure(self, None if image is None else np.asarray(image.convert("RGB") if hasattr(
-            image, "convert") else image), top_pairs=top_pairs)
+        figure = interactions_figure(self, explanation_picture(self, image), top_pairs=top_pairs)
         if path is not None:
             save_figure(figure, path)
         return figure

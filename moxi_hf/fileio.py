@@ -8,7 +8,7 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["VERSIONED_PACKAGES", "atomic_write", "package_versions", "write_json"]
+__all__ = ["VERSIONED_PACKAGES", "atomic_write", "package_versions", "read_json", "write_json"]
 
 #: packages whose versions shape the results (recorded in config.json)
 VERSIONED_PACKAGES = ("torch", "transformers", "datasets", "accelerate", "huggingface_hub", "numpy", "safetensors")
@@ -36,6 +36,12 @@ def atomic_write(path: str | os.PathLike, data: str | bytes | dict | list) -> Pa
 def write_json(path: str | os.PathLike, data: dict | list) -> Path:
     """JSON (indented) written atomically."""
     return atomic_write(path, data)
+
+
+def read_json(path: str | os.PathLike, missing=None):
+    """The JSON in ``path``, or ``missing`` when there is no such file."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else missing
 
 
 def package_versions() -> dict[str, str]:

@@ -69,12 +69,17 @@ def load_image(image: ImageInput, timeout: float = URL_TIMEOUT) -> Image.Image:
 def _open(path: Path) -> Image.Image:
     if not path.is_file():
         raise MoXIError(f"image file {str(path)!r} does not exist")
+    return _decode(path, str(path))
+
+
+def _decode(source: Path | io.BytesIO, name: str) -> Image.Image:
+    """The decoded image of a file or of fetched bytes; ``name`` (path or URL) is for the error."""
     try:
-        with Image.open(path) as opened:
+        with Image.open(source) as opened:
             opened.load()
             return opened.copy()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise MoXIError(f"cannot read image {str(path)!r}: {error}") from None
+        raise MoXIError(f"cannot read image {name!r}: {error}") from None
 
 
 def _fetch(url: str, timeout: float) -> Image.Image:
@@ -91,12 +96,7 @@ def _fetch(url: str, timeout: float) -> Image.Image:
         if isinstance(reason, TimeoutError):
             raise MoXIError(f"could not fetch image {url!r}: no answer within {timeout:g} s") from None
         raise MoXIError(f"could not fetch image {url!r}: {reason}") from None
-    try:
-        with Image.open(io.BytesIO(data)) as opened:
-            opened.load()
-            return opened.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise MoXIError(f"cannot read image {url!r}: {error}") from None
+    return _decode(io.BytesIO(data), url)
 
 
 def _from_array(array: np.ndarray) -> Image.Image:

@@ -25,12 +25,13 @@ import torch
 
 from .errors import MoXIError
 from .methods.base import check_curve
+from .options import DEFAULT_INTERACTION_TOP
 from .value import ValueFunction
 
 __all__ = ["PairwiseInteractions", "attach_interactions", "gain_split", "interaction_share", "pairwise_interactions",
            "summarise_interaction_share"]
 
-DEFAULT_TOP_K = 10
+DEFAULT_TOP_K = DEFAULT_INTERACTION_TOP
 
 
 def gain_split(attribution, curve: str) -> dict[str, torch.Tensor]:

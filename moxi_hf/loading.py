@@ -13,6 +13,7 @@ from .errors import MoXIError
 from .modeling import TOKEN_CLASSES, TokenRemovalClassifier
 from .modeling import TOKEN_MODEL_TYPES as _TOKEN_MODEL_CLASSES
 from .options import MASKINGS
+from .players import as_pair
 from .removal import PixelMasking, RemovalAdapter, TokenRemoval
 from .sources import resolve_model_source
 
@@ -108,10 +109,6 @@ def as_token_model(model: torch.nn.Module) -> TokenRemovalClassifier:
     return converted.to(parameter.device, parameter.dtype).eval()
 
 
-def _pair(grid: int | tuple[int, int]) -> tuple[int, int]:
-    return (grid, grid) if isinstance(grid, int) else (int(grid[0]), int(grid[1]))
-
-
 def build_adapter(
     model: torch.nn.Module,
     masking: str = "auto",
@@ -131,7 +128,7 @@ def build_adapter(
     if uses_token_removal(model_type, masking) or (masking == "token" and isinstance(model, TokenRemovalClassifier)):
         adapter = TokenRemoval(as_token_model(model), interpolate_pos_encoding=interpolate_pos_encoding,
                                image_size=image_size)
-        if grid is not None and _pair(grid) != adapter.grid:
+        if grid is not None and as_pair(grid) != adapter.grid:
             raise MoXIError(
                 f"token removal works on the model's {adapter.grid[0]}x{adapter.grid[1]} patch grid; "
                 "use players_grid for coarser players"
@@ -141,12 +138,12 @@ def build_adapter(
         config = getattr(model, "config", None)
         patch = getattr(config, "patch_size", None)
         if image_size is None and isinstance(getattr(config, "image_size", None), int):
-            image_size = _pair(config.image_size)
+            image_size = as_pair(config.image_size)
         if model_type in TOKEN_MODEL_TYPES and image_size and isinstance(patch, int):
             grid = (image_size[0] // patch, image_size[1] // patch)
         else:
             grid = players_grid or DEFAULT_PIXEL_GRID
-    return PixelMasking(model, _pair(grid), baseline=baseline)
+    return PixelMasking(model, as_pair(grid), baseline=baseline)
 
 
 def _image_size(processor, config) -> tuple[int, int] | None:
@@ -207,7 +204,7 @@ def load_explainable_model(
     except Exception as error:  # noqa: BLE001
         raise MoXIError(f"could not load the image processor of {name!r}: {error}") from None
     size = _image_size(processor, config)
-    config_size = _pair(config.image_size) if isinstance(getattr(config, "image_size", None), int) else None
+    config_size = as_pair(config.image_size) if isinstance(getattr(config, "image_size", None), int) else None
     interpolate = use_tokens and size is not None and config_size is not None and size != config_size
     adapter = build_adapter(model, masking, grid, baseline, size, interpolate, players_grid)
     return ExplainableModel(model, processor, adapter, name)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CURVES", "DEFAULT_DATASET", "DEFAULT_NUM_IMAGES", "DTYPES", "MASKINGS", "METHOD_NAMES", "METHOD_OPTIONS",
-           "REWARD_NAMES", "Option", "flag_name"]
+__all__ = ["CURVES", "DEFAULT_DATASET", "DEFAULT_INTERACTION_TOP", "DEFAULT_NUM_IMAGES", "DTYPES", "MASKINGS",
+           "METHOD_NAMES", "METHOD_OPTIONS", "REWARD_NAMES", "Option", "flag_name"]
 
 #: method names in the order they are listed in help and errors
 METHOD_NAMES = ("moxi", "self-shapley", "full-shapley", "gradcam", "gradcam++", "attention-rollout")
@@ -23,6 +23,8 @@ DTYPES = ("float32", "bfloat16")
 #: ``moxi evaluate`` defaults: the dataset and how many correctly classified images
 DEFAULT_DATASET = "ILSVRC/imagenet-1k"
 DEFAULT_NUM_IMAGES = 100
+#: K: players of the order in an interaction map, unless told otherwise
+DEFAULT_INTERACTION_TOP = 10
 
 
 @dataclass(frozen=True)

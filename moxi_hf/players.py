@@ -8,10 +8,11 @@ import torch
 
 from .errors import MoXIError
 
-__all__ = ["Players"]
+__all__ = ["Players", "as_pair"]
 
 
-def _pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+def as_pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """``7`` -> ``(7, 7)``; a (rows, cols) pair -> a tuple of ints."""
     if isinstance(value, int):
         return (value, value)
     rows, cols = value
@@ -31,8 +32,8 @@ class Players:
 
     @classmethod
     def build(cls, patch_grid: int | tuple[int, int], grid: int | tuple[int, int] | None = None) -> Players:
-        patch_grid = _pair(patch_grid)
-        grid = patch_grid if grid is None else _pair(grid)
+        patch_grid = as_pair(patch_grid)
+        grid = patch_grid if grid is None else as_pair(grid)
         if min(grid) < 1:
             raise MoXIError(f"the players grid must be positive, got {grid[0]}x{grid[1]}")
         if patch_grid[0] % grid[0] or patch_grid[1] % grid[1]:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from .engine import FastEncoder, fast_encoder
 from .errors import MoXIError
 from .modeling import TokenRemovalClassifier
+from .players import as_pair
 
 __all__ = ["RemovalAdapter", "TokenRemoval", "PixelMasking", "PIXEL_BASELINES"]
 
@@ -90,19 +91,8 @@ class RemovalAdapter(ABC):
 @dataclass
 class _TokenContext:
     table: torch.Tensor  # (B, S + N, D) special tokens then patch tokens, positions added: what coalitions gather
-    num_special: int  # S
     resolution: tuple[int, int]  # input (height, width) in pixels
     encoder: FastEncoder | None = None  # fused inference path (None: the model's own forward)
-
-    @property
-    def special(self) -> torch.Tensor:
-        """Special tokens (1, S, D)."""
-        return self.table[:1, : self.num_special]
-
-    @property
-    def patches(self) -> torch.Tensor:
-        """Patch tokens (B, N, D)."""
-        return self.table[:, self.num_special :]
 
 
 class TokenRemoval(RemovalAdapter):
@@ -119,8 +109,8 @@ class TokenRemoval(RemovalAdapter):
                 f"{type(model).__name__}; use masking='pixel' for this model"
             )
         backbone = model.backbone
-        size = image_size or _pair(model.config.image_size)
-        patch = _pair(model.config.patch_size)
+        size = image_size or as_pair(model.config.image_size)
+        patch = as_pair(model.config.patch_size)
         super().__init__(model, (size[0] // patch[0], size[1] // patch[1]))
         # Backbones that always interpolate (DINOv2) take no such argument.
         self.interpolate_pos_encoding = interpolate_pos_encoding and backbone.embeddings_take_interpolate
@@ -143,7 +133,7 @@ class TokenRemoval(RemovalAdapter):
                 "the image size does not match the model's"
             )
         encoder = fast_encoder(self.model) if self.fast else None
-        return _TokenContext(table, self.num_special_tokens, tuple(pixel_values.shape[-2:]), encoder)
+        return _TokenContext(table, tuple(pixel_values.shape[-2:]), encoder)
 
     def cost(self, kept: int) -> int:
         # At least 1: a model without special tokens (I-JEPA) runs the empty coalition on no token.
@@ -174,10 +164,6 @@ class TokenRemoval(RemovalAdapter):
                 sequence, token_index=indices, resolution=prepared.resolution,
                 interpolate_pos_encoding=self.interpolate_pos_encoding,
             ).float()
-
-
-def _pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
 def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:

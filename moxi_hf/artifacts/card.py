@@ -8,7 +8,7 @@ from pathlib import Path
 
 from datasets import ClassLabel
 
-from ..fileio import atomic_write
+from ..fileio import atomic_write, read_json
 from .schema import (
     CARD_FILE,
     CONFIG_FILE,
@@ -188,9 +188,9 @@ def write_card(output_dir: str | os.PathLike, config: dict | None = None, curves
 
     output_dir = Path(output_dir)
     if config is None:
-        config = json.loads((output_dir / CONFIG_FILE).read_text()) if (output_dir / CONFIG_FILE).is_file() else {}
+        config = read_json(output_dir / CONFIG_FILE, {})
     if curves is None:
-        curves = json.loads((output_dir / CURVES_FILE).read_text()) if (output_dir / CURVES_FILE).is_file() else {}
+        curves = read_json(output_dir / CURVES_FILE, {})
     if label_names is None:
         label_names = config.get("label_names")
     if num_rows is None:

@@ -98,9 +98,9 @@ def _save_plots(output_dir: Path, plots) -> None:
         name = str(name) if str(name).endswith(".png") else f"{name}.png"
         target = output_dir / PLOTS_DIR / Path(name).name
         if hasattr(plot, "savefig"):
-            buffer = io.BytesIO()
-            plot.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-            atomic_write(target, buffer.getvalue())
+            from ..plotting import save_figure
+
+            save_figure(plot, target)
         elif isinstance(plot, (bytes, bytearray)):
             atomic_write(target, bytes(plot))
         elif Path(plot).resolve() != target.resolve():

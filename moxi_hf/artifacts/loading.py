@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MoXIError
+from ..fileio import read_json
 from .card import auc_table, looks_like_repo_id
 from .folder import check_artifact_dir
 from .schema import (
@@ -162,7 +163,7 @@ def load_artifacts(dir_or_repo_id: str | os.PathLike, revision: str | None = Non
     images = None
     if (path / IMAGES_FILE).is_file():
         images = load_dataset("parquet", data_files=str(path / IMAGES_FILE), split="train")
-    curves = json.loads((path / CURVES_FILE).read_text()) if (path / CURVES_FILE).is_file() else {}
+    curves = read_json(path / CURVES_FILE, {})
     config = json.loads((path / CONFIG_FILE).read_text())
     card = DatasetCard.load(path / CARD_FILE)
     plots = sorted((path / PLOTS_DIR).glob("*.png"))

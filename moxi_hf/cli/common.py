@@ -299,10 +299,10 @@ def batches(items: Sequence, size: int) -> Iterator[tuple[int, Sequence]]:
 
 
 def describe_class(index: int | None, name: str | None) -> str:
-    """``7`` when the class name is the index itself, else ``281 ("tabby cat")``."""
-    if index is None:
-        return "?"
-    return str(index) if name is None or name == str(index) else f'{index} ("{name}")'
+    """``7`` when the class name is the index itself, else ``281 ("tabby cat")`` (as the figures write it)."""
+    from ..plotting.compare import describe_class as describe  # imported here: no numpy for --help
+
+    return describe(index, name)
 
 
 def players_text(explanation) -> str:
@@ -315,21 +315,12 @@ def players_text(explanation) -> str:
     return f"{n_players} players ({group[0]}x{group[1]} patches each)"
 
 
-def _reached(explanation) -> bool:
-    predictions = explanation.curve_predictions or []
-    k = explanation.patches_needed
-    if k >= len(predictions):
-        return False
-    hit = predictions[k] == explanation.label
-    return hit if explanation.curve == "insertion" else not hit
-
-
 def summary_line(name: str, explanation, where: str, predicted_name: str | None = None) -> str:
     """One line per image for the terminal."""
     predicted = describe_class(explanation.predicted, predicted_name)
     label = describe_class(explanation.label, explanation.label_name)
     total = players_text(explanation)
-    if _reached(explanation):
+    if explanation.reached:
         if explanation.curve == "insertion":
             needed = f"{explanation.patches_needed} of {total} needed to predict it"
         else:

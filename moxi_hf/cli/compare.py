@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..compare import INTERACTIONS_METHOD
-from ..options import CURVES, METHOD_NAMES
+from ..options import CURVES, DEFAULT_INTERACTION_TOP, METHOD_NAMES
 from .common import (
     InputImage,
     add_method_option_flags,
@@ -32,7 +32,6 @@ from .common import (
     readable_images,
 )
 from .explain import (
-    DEFAULT_INTERACTION_TOP,
     add_interaction_flags,
     check_output_dir,
     staged_output,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..options import CURVES, DEFAULT_DATASET, DEFAULT_NUM_IMAGES, METHOD_NAMES
+from ..options import CURVES, DEFAULT_DATASET, DEFAULT_INTERACTION_TOP, DEFAULT_NUM_IMAGES, METHOD_NAMES
 from .common import (
     DEVICE_CHOICES,
     add_batch_size_flag,
@@ -71,8 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="MoXI rows also store the gain split and the interaction map of the first K players; "
                             "the summary gives the share of the gain of the patches needed that came from "
                             "interaction")
-    model.add_argument("--interaction-top", type=interaction_top, default=10, metavar="K",
-                       help="with --interactions: players in the interaction map (default: 10; at least 2)")
+    model.add_argument("--interaction-top", type=interaction_top, default=DEFAULT_INTERACTION_TOP, metavar="K",
+                       help=f"with --interactions: players in the interaction map (default: {DEFAULT_INTERACTION_TOP}; "
+                            "at least 2)")
 
     output = parser.add_argument_group("output")
     output.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, metavar="DIR",

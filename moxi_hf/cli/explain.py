@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import MoXIError
-from ..options import CURVES, METHOD_NAMES
+from ..options import CURVES, DEFAULT_INTERACTION_TOP, METHOD_NAMES
 from .common import (
     InputImage,
     add_method_option_flags,
@@ -40,7 +40,6 @@ from .common import (
 __all__ = ["add_interaction_flags", "add_parser", "check_output_dir", "output_names", "run", "staged_output"]
 
 DEFAULT_OUTPUT_DIR = "moxi-output"
-DEFAULT_INTERACTION_TOP = 10
 
 
 def add_interaction_flags(parser: argparse.ArgumentParser, switch: bool = True) -> None:

@@ -26,8 +26,9 @@ from ..explainer import Explainer
 from ..explanation import Explanation
 from ..images import load_image
 from ..methods import CURVES, METHODS, get_method
+from ..methods.base import check_curve
 from ..removal import RemovalAdapter
-from ..value import REWARDS
+from ..value import check_reward
 from . import figures
 
 __all__ = [
@@ -157,8 +158,6 @@ def check_image(image) -> Image.Image:
         if width * height > MAX_IMAGE_PIXELS or max(width, height) > MAX_IMAGE_SIDE:
             raise MoXIError(f"the image is {width}x{height} pixels; the limit is {MAX_IMAGE_SIDE} per side and "
                             f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels")
-        if width < 1 or height < 1:
-            raise MoXIError("the image is empty")
     return load_image(image)
 
 
@@ -181,10 +180,8 @@ def _needed_text(explanation: Explanation) -> str:
     total = explanation.n_players
     unit = "patches" if explanation.patch_grid in (None, explanation.grid) else "players"
     label = explanation.label_name if explanation.label_name is not None else str(explanation.label)
-    predictions = explanation.curve_predictions or []
     k = explanation.patches_needed
-    reached = k < len(predictions) and ((predictions[k] == explanation.label) == (explanation.curve == "insertion"))
-    if not reached:
+    if not explanation.reached:
         return (f"never predicted {label}, even with all {total} {unit}" if explanation.curve == "insertion"
                 else f"still predicts {label} after removing all {total} {unit}")
     if explanation.curve == "insertion":
@@ -238,9 +235,7 @@ class DemoModel:
         Without ``watch`` it is built once and kept; with one it is this request's own (see :func:`watched_adapter`).
         """
         base = self.explainer
-        reward = reward or base.reward
-        if reward not in REWARDS:
-            raise MoXIError(f"unknown reward {reward!r}; choose one of {', '.join(REWARDS)}")
+        reward = check_reward(reward or base.reward)
         rows, cols = base.players.patch_grid
         if players_grid is not None and players_grid not in grid_choices(base) + ([rows] if rows == cols else []):
             raise MoXIError(f"a {players_grid}x{players_grid} players grid does not divide the {rows}x{cols} patch grid")
@@ -259,8 +254,7 @@ class DemoModel:
     def _check(self, method: str, curve: str, label: int | None) -> None:
         if method not in self.methods:
             raise MoXIError(f"{method} does not apply to this model; choose one of {', '.join(self.methods)}")
-        if curve not in CURVES:
-            raise MoXIError(f"unknown curve {curve!r}; choose insertion or deletion")
+        check_curve(curve)
         if label is not None and not 0 <= int(label) < self.explainer.num_labels:
             raise MoXIError(f"label {label} is out of range: the model has {self.explainer.num_labels} classes")
 

@@ -40,7 +40,7 @@ def interactions_figure(explanation: Explanation) -> Image.Image | None:
     """The interaction map and gain split (MoXI explained with interactions), or None without interactions."""
     if not explanation.interactions:
         return None
-    return to_image(explanation.plot_interactions(image=explanation.display_image))
+    return to_image(explanation.plot_interactions())
 
 
 def compare_sheet(explainer: Explainer, image: Image.Image, methods: list[str], curve: str,

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MoXIError
-from ..options import CURVES, DEFAULT_DATASET, DEFAULT_NUM_IMAGES, METHOD_NAMES, METHOD_OPTIONS
+from ..options import (
+    CURVES,
+    DEFAULT_DATASET,
+    DEFAULT_INTERACTION_TOP,
+    DEFAULT_NUM_IMAGES,
+    METHOD_NAMES,
+    METHOD_OPTIONS,
+)
 
 __all__ = ["DEFAULT_DATASET", "DEFAULT_MODEL", "DEFAULT_NUM_IMAGES", "EvaluationConfig", "default_model",
            "method_options"]
@@ -18,11 +25,9 @@ DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "models" / "moxi-vit-m
 
 
 def default_model() -> str:
-    """The default model: ``moxi_hf.defaults.default_model_path()`` (as ``moxi explain``), else :data:`DEFAULT_MODEL`."""
-    try:
-        from ..defaults import default_model_path
-    except ImportError:
-        return DEFAULT_MODEL
+    """The default model: ``moxi_hf.defaults.default_model_path()``, as ``moxi explain`` (MoXIError when missing)."""
+    from ..defaults import default_model_path
+
     return os.fspath(default_model_path())
 
 
@@ -56,7 +61,7 @@ class EvaluationConfig:
     push_to_hub: str | None = None  # dataset repo (USER/NAME) to upload the finished folder to
     hub_private: bool = False  # create that repo as private
     interactions: bool = False  # MoXI rows also get gains and the interaction map (moxi_hf.interactions)
-    interaction_top: int = 10  # K: players of the order in the interaction map (at least 2)
+    interaction_top: int = DEFAULT_INTERACTION_TOP  # K: players of the order in the interaction map (at least 2)
 
     def validate(self) -> None:
         if self.num_images is not None and self.per_class is not None:

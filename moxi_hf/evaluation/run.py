@@ -27,21 +27,18 @@ from ..artifacts import (
     run_settings,
     save_artifacts,
 )
+from ..compare import INTERACTIONS_METHOD  # the method whose rows get gains and interaction maps
 from ..errors import MoXIError
 from ..explainer import Explainer
-from ..fileio import atomic_write, package_versions, write_json
+from ..fileio import atomic_write, package_versions, read_json, write_json
 from ..interactions import attach_interactions, summarise_interaction_share
 from ..methods import METHODS, Attribution, get_method
 from ..metrics import aggregate_curves, measure_curves
-from ..removal import TokenRemoval
 from .config import DEFAULT_NUM_IMAGES, EvaluationConfig, default_model, method_options
 from .data import DataSource, fetch_examples, is_local, open_dataset
 from .selection import select_images
 
 __all__ = ["check_output_dir", "evaluate", "explain_chunk", "format_summary", "methods_for"]
-
-#: the method whose rows get gains and interaction maps with ``interactions``
-INTERACTIONS_METHOD = "moxi"
 
 SELECTION_FILE = "selection.json"
 #: absolute local folders of the run (resume tells two folders of the same name apart); hidden, never published
@@ -54,9 +51,7 @@ PICTURE_BATCH = 32
 
 def _resolve_model(model: str | None) -> str:
     if model is None:
-        model = default_model()
-        if not is_local(model):
-            raise MoXIError(f"the default model folder {model!r} is missing; pass --model")
+        model = default_model()  # an existing folder, else MoXIError
     if is_local(model):
         return os.path.abspath(os.path.expanduser(model))
     return model
@@ -111,7 +106,6 @@ def explain_chunk(explainer, images: list, labels: list[int], indices: list[int]
             for position, explanation in enumerate(explanations):
                 rows[position].append(explanation_to_row(explanation, dataset_index=indices[position]))
     return rows
-
 
 
 _OWNED = ("data", "plots", PARTIAL_DIR, "curves.json", "config.json", "README.md")
@@ -213,16 +207,16 @@ def _resolve_device(state, device: str | None) -> torch.device:
 
 
 def methods_for(explainer, methods: Sequence[str] | None) -> list[str]:
+    """``methods`` (refused when one cannot explain this model), or every method that can, in registry order."""
+    names = list(methods) if methods is not None else list(METHODS)
+    reasons = {name: METHODS[name].unsupported_reason(explainer.adapter) if name in METHODS else None
+               for name in names}
     if methods is not None:
-        if "attention-rollout" in methods and not isinstance(explainer.adapter, TokenRemoval):
-            raise MoXIError("attention-rollout needs a ViT/DeiT model (token masking); drop it from --methods")
-        return list(methods)
-    names = list(METHODS)
-    if not isinstance(explainer.adapter, TokenRemoval):
-        names.remove("attention-rollout")
-    return names
-
-
+        for reason in reasons.values():
+            if reason:
+                raise MoXIError(f"{reason}; drop it from --methods")
+        return names
+    return [name for name in names if reasons[name] is None]
 
 
 def evaluate(config: EvaluationConfig) -> dict:
@@ -284,7 +278,7 @@ def evaluate(config: EvaluationConfig) -> dict:
         for stale in (partial / "images").glob(".*.tmp"):  # left by a run killed while writing
             stale.unlink(missing_ok=True)
         selection_path = partial / SELECTION_FILE
-        selection = json.loads(selection_path.read_text()) if selection_path.is_file() else None
+        selection = read_json(selection_path)
         if selection is None:
             selection = select_images(explainer, source, config, progress=not config.quiet)
             atomic_write(selection_path, json.dumps(selection) + "\n")

@@ -49,13 +49,18 @@ class AttentionRollout(Method):
     name = "attention-rollout"
     depends_on_curve = False
 
+    @classmethod
+    def unsupported_reason(cls, adapter) -> str | None:
+        if isinstance(adapter, TokenRemoval):
+            return None
+        return "attention-rollout needs a ViT/DeiT-family model (token masking); this model has no attention maps"
+
     def attribute(self, game: ValueFunction, curve: str) -> Attribution:
         check_curve(curve)
         adapter = game.adapter
-        if not isinstance(adapter, TokenRemoval):
-            raise MoXIError(
-                "attention-rollout needs a ViT/DeiT-family model (token masking); this model has no attention maps"
-            )
+        reason = self.unsupported_reason(adapter)
+        if reason:
+            raise MoXIError(reason)
         model = eager_view(adapter.model)
         with torch.no_grad():
             pixel_values = game.pixel_values.to(adapter.device, adapter.dtype)

@@ -60,6 +60,11 @@ class Method(ABC):
         """The declared options with this instance's values (what an explanation records)."""
         return {option.name: getattr(self, option.name, option.default) for option in self.options}
 
+    @classmethod
+    def unsupported_reason(cls, adapter) -> str | None:
+        """Why this method cannot explain a model run through ``adapter`` (a removal adapter), or None."""
+        return None
+
     @abstractmethod
     def attribute(self, game: ValueFunction, curve: str) -> Attribution:
         """Order (and scores) of the players of every image held by ``game``."""

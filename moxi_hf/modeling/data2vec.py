@@ -93,11 +93,9 @@ class MoXIData2VecVisionModel(TokenRemovalModel, Data2VecVisionModel):
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         embedding_output = self.embed(pixel_values, bool_masked_pos)
-        batch_size, length, hidden = embedding_output.shape
         token_index = None
         if embedding_mask is not None:
-            token_index = self.token_index(embedding_mask, batch_size, length - 1, embedding_output.device)
-            embedding_output = embedding_output.gather(1, token_index.unsqueeze(-1).expand(-1, -1, hidden))
+            embedding_output, token_index = self.keep_tokens(embedding_output, embedding_mask)
         hidden_states, all_hidden, attentions = self.run_layers(
             embedding_output, token_index, tuple(pixel_values.shape[2:]), interpolate_pos_encoding,
             output_attentions, output_hidden_states,

@@ -69,6 +69,16 @@ class TokenRemovalModel:
         special = torch.arange(self.num_special_tokens, device=device).expand(batch_size, -1)
         return torch.cat((special, kept + self.num_special_tokens), dim=1)
 
+    def keep_tokens(self, embedding_output: torch.Tensor,
+                    embedding_mask: EmbeddingMask) -> tuple[torch.Tensor, torch.Tensor]:
+        """The embedded sequence (B, S + N, D) gathered to its special tokens and kept patches (B, S + K, D),
+        and the rows kept (B, S + K)."""
+        batch_size, length, hidden = embedding_output.shape
+        token_index = self.token_index(
+            embedding_mask, batch_size, length - self.num_special_tokens, embedding_output.device
+        )
+        return embedding_output.gather(1, token_index.unsqueeze(-1).expand(-1, -1, hidden)), token_index
+
     def encode(
         self,
         embedding_output: torch.Tensor,
@@ -112,13 +122,9 @@ class TokenRemovalModel:
         **kwargs,
     ) -> BaseModelOutputWithPooling:
         embedding_output = self.embed(pixel_values, bool_masked_pos, interpolate_pos_encoding)
-        batch_size, length, hidden = embedding_output.shape
         token_index = None
         if embedding_mask is not None:
-            token_index = self.token_index(
-                embedding_mask, batch_size, length - self.num_special_tokens, embedding_output.device
-            )
-            embedding_output = embedding_output.gather(1, token_index.unsqueeze(-1).expand(-1, -1, hidden))
+            embedding_output, token_index = self.keep_tokens(embedding_output, embedding_mask)
             if attention_mask is not None:
                 attention_mask = keep_attention_columns(attention_mask, token_index)
         sequence_output = self.encode(

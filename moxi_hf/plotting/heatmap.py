@@ -17,6 +17,13 @@ def _picture(image) -> np.ndarray | None:
     return np.asarray(image)
 
 
+def explanation_picture(explanation, image=None) -> np.ndarray | None:
+    """``image``, else the model's view of the explained image, else that image, as an (H, W, 3) array; or None."""
+    if image is None:
+        image = explanation.display_image if explanation.display_image is not None else explanation.pil_image
+    return _picture(image)
+
+
 def draw_heatmap(ax, heat: np.ndarray, image=None, title: str | None = None, hide_zero: bool = False) -> None:
     """Draw ``heat`` (rows, cols) over ``image`` (the model's input view) on ``ax``; the cells tile the picture."""
     heat = np.asarray(heat, dtype=np.float32)
@@ -37,15 +44,13 @@ def draw_heatmap(ax, heat: np.ndarray, image=None, title: str | None = None, hid
 
 def plot_explanation(explanation, image=None, ax=None, title: str | None = None):
     """The heatmap of an :class:`moxi_hf.Explanation` over ``image`` (default: its model view). Returns the figure."""
-    if image is None:
-        image = explanation.display_image if explanation.display_image is not None else explanation.pil_image
     if ax is None:
         figure = new_figure(4, 4.3)
         ax = figure.add_subplot()
     else:
         figure = ax.figure
     label = explanation.label_name if explanation.label_name is not None else str(explanation.label)
-    draw_heatmap(ax, explanation.heatmap_array, image,
+    draw_heatmap(ax, explanation.heatmap_array, explanation_picture(explanation, image),
                  title or f"{explanation.method} ({explanation.curve})\nlabel {label}: "
                           f"{explanation.patches_needed} players needed")
     return figure
