@@ -53,7 +53,7 @@ class AttentionRollout(Method):
     def unsupported_reason(cls, adapter) -> str | None:
         if isinstance(adapter, TokenRemoval):
             return None
-        return "attention-rollout needs a ViT/DeiT-family model (token masking); this model has no attention maps"
+        return "attention-rollout needs a ViT-family model with token removal (masking token); this model has no attention maps"
 
     def attribute(self, game: ValueFunction, curve: str) -> Attribution:
         check_curve(curve)
