@@ -59,6 +59,11 @@ class Explanation:
         return self.grid[0] * self.grid[1]
 
     @property
+    def label_text(self) -> str:
+        """The explained class as shown in titles: its name, else its index."""
+        return self.label_name if self.label_name is not None else str(self.label)
+
+    @property
     def reached(self) -> bool:
         """Whether the order reached the curve's goal: after ``patches_needed`` players the label is
         predicted (insertion) or no longer predicted (deletion)."""

@@ -179,7 +179,7 @@ def label_choices(explainer: Explainer) -> list[tuple[str, int]]:
 def _needed_text(explanation: Explanation) -> str:
     total = explanation.n_players
     unit = "patches" if explanation.patch_grid in (None, explanation.grid) else "players"
-    label = explanation.label_name if explanation.label_name is not None else str(explanation.label)
+    label = explanation.label_text
     k = explanation.patches_needed
     if not explanation.reached:
         return (f"never predicted {label}, even with all {total} {unit}" if explanation.curve == "insertion"

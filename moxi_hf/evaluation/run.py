@@ -240,6 +240,7 @@ def evaluate(config: EvaluationConfig) -> dict:
     source = open_dataset(config)
     methods = methods_for(explainer, config.methods)
     curves = list(config.curves)
+    n_rows = len(methods) * len(curves)  # rows per image: one per method and curve
     local_dataset = is_local(config.dataset)
     settings = run_settings(
         kind="evaluate", model=model, methods=methods, curves=curves,
@@ -282,7 +283,6 @@ def evaluate(config: EvaluationConfig) -> dict:
         if selection is None:
             selection = select_images(explainer, source, config, progress=not config.quiet)
             atomic_write(selection_path, json.dumps(selection) + "\n")
-        n_rows = len(methods) * len(curves)
         images = selection["images"]
         chunks = [list(range(start, min(start + config.batch_size, len(images))))
                   for start in range(0, len(images), config.batch_size)]
@@ -317,7 +317,6 @@ def evaluate(config: EvaluationConfig) -> dict:
     bar.update(total - bar.n)
     bar.close()
 
-    n_rows = len(methods) * len(curves)
     by_position = {result["position"]: result for result in gathered}
     summary: list = [None]
     if main:

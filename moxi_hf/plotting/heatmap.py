@@ -49,7 +49,7 @@ def plot_explanation(explanation, image=None, ax=None, title: str | None = None)
         ax = figure.add_subplot()
     else:
         figure = ax.figure
-    label = explanation.label_name if explanation.label_name is not None else str(explanation.label)
+    label = explanation.label_text
     draw_heatmap(ax, explanation.heatmap_array, explanation_picture(explanation, image),
                  title or f"{explanation.method} ({explanation.curve})\nlabel {label}: "
                           f"{explanation.patches_needed} players needed")

@@ -151,7 +151,7 @@ def interactions_figure(explanation, image: np.ndarray | None = None, top_pairs:
     axes = figure.subplots(1, 2, width_ratios=(1, 1.45)) if gains else [figure.subplots()]
     players, matrix = found["players"], found["matrix"]
     plot_interaction_map(axes[0], image, tuple(explanation.grid), players, matrix, top_pairs)
-    label = explanation.label_name if explanation.label_name is not None else str(explanation.label)
+    label = explanation.label_text
     axes[0].set_title(f"{explanation.method} ({explanation.curve}), label {label}\n"
                       f"interactions among the first {len(players)} players", fontsize=9)
     if gains:
