@@ -8,7 +8,7 @@ The pipeline, one module per stage::
           -> explanation / explainer  (order, scores, heatmap, patches needed)
             -> interactions  (gain split along MoXI's order, pairwise interaction maps)
             -> metrics  (insertion/deletion curves, AUC, curves summary)
-              -> artifacts / hub / plotting  (folders that are HF dataset repos, figures)
+              -> artifacts / plotting  (folders that are HF dataset repos and their Hub upload, figures)
 
 Importing the package is light: every name below is loaded from its submodule on first use, so
 the ``moxi`` command answers ``--help`` without importing torch.
@@ -43,7 +43,7 @@ _EXPORTS = {
     "Artifacts": "artifacts",
     "load_artifacts": "artifacts",
     "save_artifacts": "artifacts",
-    "push_artifacts": "hub",
+    "push_artifacts": "artifacts",
     "model_view": "images",
     "compare_methods": "compare",
     "comparison_to_dict": "compare",
@@ -58,7 +58,7 @@ _MOVED = {
     "MoXIViTForImageClassification": "modeling",
     "MoXIViTModel": "modeling",
 }
-_SUBMODULES = ("artifacts", "cli", "compare", "errors", "evaluation", "explainer", "explanation", "hub", "images",
+_SUBMODULES = ("artifacts", "cli", "compare", "errors", "evaluation", "explainer", "explanation", "images",
                "interactions", "loading", "methods", "metrics", "modeling", "options", "players", "plotting", "removal",
                "sources", "value")
 

@@ -305,10 +305,10 @@ def test_changed_configuration_refused_and_overwrite(setup, tmp_path, capsys):
 def test_per_class_selection_and_push(setup, tmp_path, monkeypatch):
     from datasets import load_dataset
 
-    import moxi_hf.hub
+    import moxi_hf.artifacts.hub
 
     pushed = []
-    monkeypatch.setattr(moxi_hf.hub, "push_artifacts", lambda folder, repo, private=False: pushed.append(
+    monkeypatch.setattr(moxi_hf.artifacts.hub, "push_artifacts", lambda folder, repo, private=False: pushed.append(
         (Path(folder), repo, private, (Path(folder) / "README.md").is_file())) or f"https://hub/{repo}")
     output = tmp_path / "per-class"
     assert main(["evaluate", *_args(setup, output, ["--per-class", "1", "--methods", "self-shapley",
@@ -505,12 +505,12 @@ def test_folders_of_the_previous_release_still_load(explained, tmp_path):
 
 
 def test_push_failure_keeps_results_and_says_how_to_retry(setup, tmp_path, monkeypatch, capsys):
-    import moxi_hf.hub
+    import moxi_hf.artifacts.hub
 
     def offline(folder, repo, private=False):
         raise MoXIError(f"could not reach the Hub at https://huggingface.co while creating dataset repo {repo}")
 
-    monkeypatch.setattr(moxi_hf.hub, "push_artifacts", offline)
+    monkeypatch.setattr(moxi_hf.artifacts.hub, "push_artifacts", offline)
     output = tmp_path / "pushed"
     code = main(["evaluate", *_args(setup, output, ["--num-images", "2", "--methods", "gradcam", "--curves",
                                                     "insertion", "--push-to-hub", "tester/run"])])

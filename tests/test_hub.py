@@ -14,9 +14,9 @@ from huggingface_hub.utils import _detect_agent
 
 from artifact_rows import CONFIG, LABELS, assert_rows_equal, curves_plot, make_rows
 from moxi_hf.artifacts import load_artifacts, save_artifacts
+from moxi_hf.artifacts.hub import push_artifacts, upload_file_list
 from moxi_hf.cli import main
 from moxi_hf.errors import MoXIError
-from moxi_hf.hub import push_artifacts, upload_file_list
 from moxi_hf.metrics import aggregate_curves
 
 TOKEN = "hf_FakeWriteToken0123456789abcdefghij"

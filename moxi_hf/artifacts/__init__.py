@@ -14,6 +14,7 @@ Layout (``moxi explain`` outputs and evaluation runs alike)::
 - :mod:`.card`: the dataset card
 - :mod:`.folder`: writing and checking a folder
 - :mod:`.loading`: :class:`Artifacts` / :func:`load_artifacts`
+- :mod:`.hub`: :func:`push_artifacts`, a folder to a Hub dataset repo (``moxi push``)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .folder import (
     write_images,
     write_rows,
 )
+from .hub import IGNORE_PATTERNS, push_artifacts, upload_file_list
 from .loading import Artifacts, load_artifacts
 from .schema import (
     CARD_FILE,
@@ -64,6 +66,7 @@ __all__ = [
     "CURVE_KEYS",
     "DATA_FILE",
     "IMAGES_FILE",
+    "IGNORE_PATTERNS",
     "IMAGE_COLUMNS",
     "PARTIAL_DIR",
     "PLOTS_DIR",
@@ -84,6 +87,7 @@ __all__ = [
     "package_versions",
     "public_name",
     "publishable_config",
+    "push_artifacts",
     "row_features",
     "row_to_explanation",
     "rows_to_dataset",
@@ -91,6 +95,7 @@ __all__ = [
     "save_artifacts",
     "save_explanations",
     "scrub_secrets",
+    "upload_file_list",
     "write_card",
     "write_images",
     "write_json",

@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
-from .artifacts.folder import check_artifact_dir
-from .errors import MoXIError
+from ..errors import MoXIError
+from .folder import check_artifact_dir
 
 __all__ = ["IGNORE_PATTERNS", "push_artifacts", "upload_file_list"]
 

@@ -117,7 +117,7 @@ class Artifacts:
     def push_to_hub(self, repo_id: str, private: bool = False, revision: str | None = None,
                     commit_message: str | None = None, token: str | None = None, endpoint: str | None = None) -> str:
         """Upload the folder to the dataset repo ``repo_id`` (as ``moxi push``); returns the repo URL."""
-        from ..hub import push_artifacts
+        from .hub import push_artifacts
 
         return push_artifacts(self.path, repo_id, private=private, revision=revision, commit_message=commit_message,
                               token=token, endpoint=endpoint)

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..artifacts import check_artifact_dir
-    from ..hub import push_artifacts, upload_file_list
+    from ..artifacts.hub import push_artifacts, upload_file_list
 
     folder = check_artifact_dir(args.directory)
     if not args.quiet:

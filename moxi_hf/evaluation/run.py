@@ -405,7 +405,7 @@ def _write_outputs(output_dir: Path, explainer: Explainer, source: DataSource, c
 
 def _push(output_dir: Path, summary: dict, config: EvaluationConfig) -> None:
     """Print the results and the folder, then upload; a failure says the results are saved and how to retry."""
-    from ..hub import push_artifacts
+    from ..artifacts.hub import push_artifacts
 
     if not config.quiet:
         print(format_summary(summary), flush=True)
