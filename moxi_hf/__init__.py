@@ -48,16 +48,6 @@ _EXPORTS = {
     "compare_methods": "compare",
     "comparison_to_dict": "compare",
 }
-#: internals once exported from the top level; they keep working one release with a DeprecationWarning
-_MOVED = {
-    "reward_from_logits": "value",
-    "select_batch_removing": "modeling",
-    "MoXIDeiTForImageClassification": "modeling",
-    "MoXIDeiTForImageClassificationWithTeacher": "modeling",
-    "MoXIDeiTModel": "modeling",
-    "MoXIViTForImageClassification": "modeling",
-    "MoXIViTModel": "modeling",
-}
 _SUBMODULES = ("artifacts", "cli", "compare", "errors", "evaluation", "explainer", "explanation", "images",
                "interactions", "loading", "methods", "metrics", "modeling", "options", "players", "plotting", "removal",
                "sources", "value")
@@ -95,12 +85,6 @@ __all__ = [
 def __getattr__(name: str):
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    elif name in _MOVED:
-        import warnings
-
-        warnings.warn(f"moxi_hf.{name} moved to moxi_hf.{_MOVED[name]}.{name}; the top-level name goes away "
-                      "in the next release", DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module(f".{_MOVED[name]}", __name__), name)
     elif name in _SUBMODULES:
         value = importlib.import_module(f".{name}", __name__)
     else:

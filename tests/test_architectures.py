@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -113,7 +114,7 @@ def beit_twin(path: str, tmp_path) -> BeitForImageClassification:
     state = load_file(f"{path}/model.safetensors")
     save_file({key.replace("data2vec_vision.", "beit."): value for key, value in state.items()},
               str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
-    config = json.load(open(f"{path}/config.json"))
+    config = json.loads(Path(path, "config.json").read_text())
     config.update(model_type="beit", architectures=["BeitForImageClassification"])
     for key in ("out_indices", "out_features", "stage_names"):
         config.pop(key, None)
@@ -224,7 +225,7 @@ def test_transformers_4_checkpoint_keys_load(arch, tmp_path, pixel_values):
     old_names = [source.replace("\\", "") for rule in rules for source in rule.source_patterns]
     assert any(name in key for key in old for name in old_names)  # the checkpoint uses the old names
     save_file(old, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
-    (tmp_path / "config.json").write_text(json.dumps(json.load(open(f"{path}/config.json"))))
+    (tmp_path / "config.json").write_text(json.dumps(json.loads(Path(path, "config.json").read_text())))
     ours, info = TOKEN_CLASSES[stock_class.__name__].from_pretrained(tmp_path, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
     with torch.no_grad():

@@ -178,14 +178,15 @@ def test_curves_checked_by_hand(setup, single):
     """Re-measure some rows' curves by running the model on the kept patches directly."""
     from transformers import AutoImageProcessor
 
-    from moxi_hf import MoXIViTForImageClassification
+    from moxi_hf.modeling import MoXIViTForImageClassification
 
     model = MoXIViTForImageClassification.from_pretrained(setup["model"]).eval()
     processor = AutoImageProcessor.from_pretrained(setup["model"])
     rows = _rows(single)
     checked = 0
     for row in rows[:12]:  # two images, every method and curve
-        image = Image.open(setup["data"] / row["image"]).convert("RGB")
+        with Image.open(setup["data"] / row["image"]) as opened:
+            image = opened.convert("RGB")
         pixel_values = processor(images=[image], return_tensors="pt")["pixel_values"]
         order = row["order"]
         for k in range(len(order) + 1):
@@ -422,7 +423,8 @@ def test_pictures_are_an_image_feature_of_what_the_model_saw(setup, single, expl
         raw = pq.read_table(folder / "data" / "explanations.parquet").column("picture").to_pylist()
         assert all(item["bytes"] and item["path"] is None for item in raw)  # bytes, never a local path
         for row in rows.select(range(2)):
-            expected = np.asarray(model_view(Image.open(root / row["image"]), processor))
+            with Image.open(root / row["image"]) as opened:
+                expected = np.asarray(model_view(opened, processor))
             np.testing.assert_array_equal(np.asarray(row["picture"].convert("RGB")), expected)
 
 

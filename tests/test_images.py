@@ -187,7 +187,7 @@ def test_every_view_is_the_one_model_view(vit_dir, tmp_path):
     import shutil
 
     from moxi_hf import plotting
-    from moxi_hf.cli.compare import compare_batch
+    from moxi_hf.compare import compare_methods
 
     checkpoint = tmp_path / "cropping"
     shutil.copytree(vit_dir, checkpoint)
@@ -198,7 +198,7 @@ def test_every_view_is_the_one_model_view(vit_dir, tmp_path):
     assert plotting.model_view is model_view
     explanation = explainer.explain(image, method="self-shapley")
     np.testing.assert_array_equal(np.asarray(explanation.display_image), expected)
-    result = compare_batch(explainer, [image], None, ["self-shapley"], "insertion", {})[0]
+    result = compare_methods(explainer, [image], ["self-shapley"], "insertion")[0]
     np.testing.assert_array_equal(np.asarray(result["display_image"]), expected)
 
 
@@ -207,14 +207,17 @@ def test_every_view_is_the_one_model_view(vit_dir, tmp_path):
 
 def test_sixteen_bit_copy_of_a_digit_is_explained_like_the_original(tmp_path):
     original = min((MNIST / "samples").glob("*.png"))
-    eight = np.asarray(Image.open(original).convert("L"))
+    with Image.open(original) as opened:
+        eight = np.asarray(opened.convert("L"))
     copy = tmp_path / "digit16.png"
     Image.fromarray(eight.astype(np.uint16) * 257).save(copy)
-    assert Image.open(copy).mode.startswith("I")
+    with Image.open(copy) as opened:
+        assert opened.mode.startswith("I")
+        clipped = np.asarray(opened.convert("RGB"))
     explainer = Explainer.from_pretrained(MNIST)
     for method in ("moxi", "self-shapley"):
         first, second = explainer.explain_batch([original, copy], method=method)
         assert first.order == second.order and first.label == second.label
         assert first.curve_probabilities == second.curve_probabilities
     # What convert("RGB") gives (clipping) is another picture.
-    assert (np.asarray(Image.open(copy).convert("RGB")) == 255).mean() > 2 * (eight == 255).mean()
+    assert (clipped == 255).mean() > 2 * (eight == 255).mean()

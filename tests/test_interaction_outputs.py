@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -134,7 +133,7 @@ def test_compare_adds_moxi_interactions_and_owns_its_folder(tmp_path, samples, c
     assert not (foreign / samples[0].stem / "compare_interactions.png").exists()  # no MoXI, no picture
 
 
-def test_the_library_compare_and_the_old_names(samples):
+def test_the_library_compare(samples):
     from moxi_hf.compare import compare_methods, comparison_to_dict
 
     assert moxi_hf.compare_methods is compare_methods and moxi_hf.comparison_to_dict is comparison_to_dict
@@ -147,15 +146,3 @@ def test_the_library_compare_and_the_old_names(samples):
     assert moxi["insertion"]["order"] == explainer.explain(image, "moxi", "insertion").order
     assert len(moxi["heatmap"].interactions["players"]) == 5 and moxi["heatmap"].gains is not None
     assert comparison_to_dict(results[0], "x.png")["methods"]["moxi"]["explanation"]["interactions"] is not None
-
-    from moxi_hf.cli import compare as cli_compare
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        old = cli_compare.compare_batch(explainer, [image], None, ["moxi", "gradcam"], "deletion", {})
-        old_to_dict = cli_compare.comparison_to_dict
-    assert [w.category for w in caught] == [DeprecationWarning, DeprecationWarning]
-    assert "moxi_hf.compare.compare_methods" in str(caught[0].message)
-    assert old_to_dict is comparison_to_dict
-    assert old[0]["methods"]["moxi"]["heatmap"].order == alone.order
-    assert old[0]["methods"]["moxi"]["heatmap"].interactions is None  # as before the move

@@ -1,4 +1,4 @@
-"""The package's shape: light import, moved names, declared method options, figures without pyplot."""
+"""The package's shape: light import, declared method options, figures without pyplot."""
 
 from __future__ import annotations
 
@@ -28,23 +28,6 @@ def test_top_level_names_load_on_use():
     assert moxi_hf.Explainer.__name__ == "Explainer" and set(moxi_hf.__all__) <= set(dir(moxi_hf))
     with pytest.raises(AttributeError):
         moxi_hf.no_such_name  # noqa: B018
-
-
-@pytest.mark.parametrize("module, name", [
-    ("moxi_hf", "reward_from_logits"),
-    ("moxi_hf", "MoXIViTForImageClassification"),
-    ("moxi_hf.artifacts", "curves_from_rows"),
-    ("moxi_hf.evaluation", "aggregate_curves"),
-    ("moxi_hf.evaluation", "plot_curves"),
-    ("moxi_hf.evaluation", "package_versions"),
-    ("moxi_hf.cli.explain", "positive_int"),
-])
-def test_moved_names_still_work_with_a_warning(module, name):
-    import importlib
-
-    with pytest.warns(DeprecationWarning, match="moved to"):
-        value = getattr(importlib.import_module(module), name)
-    assert callable(value)
 
 
 def backend_switches(package: Path) -> list[str]:

@@ -11,7 +11,7 @@ from transformers import (
     ViTModel,
 )
 
-from moxi_hf import (
+from moxi_hf.modeling import (
     MoXIDeiTForImageClassification,
     MoXIDeiTForImageClassificationWithTeacher,
     MoXIViTForImageClassification,

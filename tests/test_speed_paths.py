@@ -13,16 +13,14 @@ from transformers import DeiTConfig, ViTConfig
 
 from benchmarks.naive import NaiveMoXI
 from helpers import TINY, tiny_model
-from moxi_hf import (
+from moxi_hf import TokenRemoval, ValueFunction, get_method
+from moxi_hf.engine import FastEncoder, fast_encoder
+from moxi_hf.metrics.curves import curve_coalitions
+from moxi_hf.modeling import (
     MoXIDeiTForImageClassification,
     MoXIDeiTForImageClassificationWithTeacher,
     MoXIViTForImageClassification,
-    TokenRemoval,
-    ValueFunction,
-    get_method,
 )
-from moxi_hf.engine import FastEncoder, fast_encoder
-from moxi_hf.metrics.curves import curve_coalitions
 from moxi_hf.value import _even_chunk
 
 

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from moxi_hf import MoXIError, PixelMasking, Players, ValueFunction, load_explainable_model, reward_from_logits
+from moxi_hf import MoXIError, PixelMasking, Players, ValueFunction, load_explainable_model
+from moxi_hf.value import reward_from_logits
 
 
 def test_rewards_match_their_formulas():

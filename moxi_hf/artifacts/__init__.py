@@ -19,10 +19,8 @@ Layout (``moxi explain`` outputs and evaluation runs alike)::
 
 from __future__ import annotations
 
-import warnings
-
 from ..fileio import package_versions, write_json
-from ..metrics import CURVE_KEYS, aggregate_curves
+from ..metrics import CURVE_KEYS
 from .card import CARD_TAGS, auc_table, card_text, iter_curves, write_card
 from .folder import (
     SECRET_KEYS,
@@ -101,15 +99,3 @@ __all__ = [
     "write_json",
     "write_rows",
 ]
-
-#: names that moved; they keep working for one release with a DeprecationWarning
-_MOVED = {"curves_from_rows": ("moxi_hf.metrics.aggregate_curves", aggregate_curves)}
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        new, value = _MOVED[name]
-        warnings.warn(f"moxi_hf.artifacts.{name} moved to {new}; the old name goes away in the next release",
-                      DeprecationWarning, stacklevel=2)
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

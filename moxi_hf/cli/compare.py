@@ -140,30 +140,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"Compared {len(results[0]['methods'])} method(s) on {len(images)} image(s): per image "
               f"{output_dir}{os.sep}<image>{os.sep}{{{files}}}")
     return finish(bad, len(bad) + len(images))
-
-
-#: computation that moved to :mod:`moxi_hf.compare`; the old names keep working one release
-def compare_batch(explainer, images: list, labels: Sequence[int] | None, methods: Sequence[str],
-                  heatmap_curve: str, options: dict[str, dict], progress: bool = False,
-                  explicit: bool = True) -> list[dict]:
-    """Deprecated: use :func:`moxi_hf.compare.compare_methods`."""
-    import warnings
-
-    from ..compare import compare_methods
-
-    warnings.warn("moxi_hf.cli.compare.compare_batch moved to moxi_hf.compare.compare_methods; the old name goes "
-                  "away in the next release", DeprecationWarning, stacklevel=2)
-    return compare_methods(explainer, images, methods, heatmap_curve, labels, options, interactions=False,
-                           skip_unsupported=not explicit, progress=progress)
-
-
-def __getattr__(name: str):
-    if name == "comparison_to_dict":
-        import warnings
-
-        from .. import compare
-
-        warnings.warn("moxi_hf.cli.compare.comparison_to_dict moved to moxi_hf.compare.comparison_to_dict; the old "
-                      "name goes away in the next release", DeprecationWarning, stacklevel=2)
-        return compare.comparison_to_dict
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

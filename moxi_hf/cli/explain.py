@@ -210,19 +210,3 @@ def run(args: argparse.Namespace) -> int:
                            f"{model_label(args, explainer)}: per image {output_dir}{os.sep}<image>{os.sep}{{{files}}}")
     print_line(args.quiet, f"All explanations as a dataset (parquet + card): {output_dir}{os.sep}")
     return finish(bad, len(bad) + len(images))
-
-
-#: helpers that lived here before moving to :mod:`moxi_hf.cli.common`; they keep working one release
-_MOVED = ("resolve_images", "describe_class", "players_text", "positive_int")
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        import warnings
-
-        from . import common
-
-        warnings.warn(f"moxi_hf.cli.explain.{name} moved to moxi_hf.cli.common.{name}; the old name goes away in "
-                      "the next release", DeprecationWarning, stacklevel=2)
-        return getattr(common, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,8 +15,6 @@ AUC = the mean of a curve over k = 0..P (:func:`moxi_hf.metrics.aggregate_curves
 
 from __future__ import annotations
 
-import warnings
-
 from ..artifacts import PARTIAL_DIR
 from .config import DEFAULT_DATASET, DEFAULT_MODEL, DEFAULT_NUM_IMAGES, EvaluationConfig, default_model, method_options
 from .data import DataSource, open_dataset
@@ -28,25 +26,3 @@ __all__ = [
     "check_output_dir", "default_model", "evaluate", "explain_chunk", "format_summary", "method_options",
     "methods_for", "open_dataset", "select_images",
 ]
-
-
-def _moved(name: str):
-    from .. import fileio, metrics, plotting
-
-    return {
-        "aggregate_curves": ("moxi_hf.metrics.aggregate_curves", metrics.aggregate_curves),
-        "package_versions": ("moxi_hf.fileio.package_versions", fileio.package_versions),
-        "plot_curves": ("moxi_hf.plotting.plot_curves (returns a Figure)", plotting.plot_curves),
-        "plot_heatmaps": ("moxi_hf.plotting.plot_heatmap_grid (returns a Figure)", plotting.plot_heatmap_grid),
-        "_methods_for": ("moxi_hf.evaluation.methods_for", methods_for),
-    }.get(name)
-
-
-def __getattr__(name: str):
-    moved = _moved(name)
-    if moved is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    new, value = moved
-    warnings.warn(f"moxi_hf.evaluation.{name} moved to {new}; the old name goes away in the next release",
-                  DeprecationWarning, stacklevel=2)
-    return value

@@ -69,10 +69,6 @@ __all__ = [
     "MoXIData2VecVisionForImageClassification",
 ]
 
-# Kept for code that imported the former private names.
-_TokenRemovalModel = TokenRemovalModel
-_TokenRemovalClassifier = TokenRemovalClassifier
-
 #: Stock classifier class name -> its MoXI subclass (the one map; loading and conversion use it).
 TOKEN_CLASSES: dict[str, type[TokenRemovalClassifier]] = {
     "ViTForImageClassification": MoXIViTForImageClassification,
