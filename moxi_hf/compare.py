@@ -10,23 +10,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from .errors import MoXIError
-from .options import CURVES, DEFAULT_INTERACTION_TOP, METHOD_NAMES
+from .options import CURVES, DEFAULT_INTERACTION_TOP, METHOD_NAMES, check_curve
 
-__all__ = ["compare_methods", "comparison_to_dict"]
+__all__ = ["INTERACTIONS_METHOD", "compare_methods", "comparison_to_dict", "curve_record"]
 
 #: the method whose interactions a comparison adds
 INTERACTIONS_METHOD = "moxi"
 
 
-def _curve_record(order, probabilities, predictions, label: int, curve: str) -> dict:
-    from .metrics import auc, patches_needed
+def curve_record(explanation) -> dict:
+    """One method's curve in a comparison: order, p(label) and prediction per k, patches needed, AUC."""
+    from .metrics import auc
 
     return {
-        "order": order.tolist(),
-        "probabilities": probabilities.tolist(),
-        "predictions": predictions.tolist(),
-        "patches_needed": patches_needed(predictions, label, curve, order.numel()),
-        "auc": float(auc(probabilities)),
+        "order": list(explanation.order),
+        "probabilities": list(explanation.curve_probabilities),
+        "predictions": list(explanation.curve_predictions),
+        "patches_needed": explanation.patches_needed,
+        "auc": float(auc(explanation.curve_probabilities)),
     }
 
 
@@ -40,96 +41,57 @@ def compare_methods(
     *,
     interactions: bool = True,
     interaction_top: int = DEFAULT_INTERACTION_TOP,
-    skip_unsupported: bool | None = None,
+    on_chunk=None,
     progress: bool = False,
 ) -> list[dict]:
-    """Run ``methods`` (default: every method) on ``images`` (paths, PIL images or arrays); one result per image.
+    """Run ``methods`` on ``images`` (paths, PIL images or arrays) with both curves; one result per image.
 
-    ``curve``: the curve whose orders the heatmaps show; methods whose order depends on the curve
-    (moxi, self-shapley) run once per curve, the others once, their order measured on both curves.
-    ``labels``: target class per image (None: the prediction). ``method_options``: method name ->
-    its options. ``interactions``: MoXI's explanation also gets ``gains`` and ``interactions`` (the
-    first ``interaction_top`` players). ``skip_unsupported`` (default: True when ``methods`` is
-    None): leave out, under ``skipped``, the methods that do not apply to the model instead of failing.
+    ``methods``: default, every method that applies to the model (the others are listed under
+    ``skipped`` with the reason); a method given by name that does not apply is refused.
+    ``curve``: the curve whose orders the heatmaps show. ``labels``: target class per image (None:
+    the prediction). ``method_options``: method name -> its options. ``interactions``: MoXI's
+    explanation also gets ``gains`` and ``interactions`` (the first ``interaction_top`` players).
+    ``on_chunk``: the progress/cancel callback of :meth:`moxi_hf.Explainer.explain_methods`.
 
     Each result: ``label``, ``label_name``, ``predicted``, ``predicted_name``, ``grid``,
     ``patch_grid``, ``curve``, ``model``, ``methods`` (name -> {``heatmap``: the Explanation for
-    ``curve``, ``insertion``/``deletion``: {order, probabilities, predictions, patches_needed, auc}}),
-    ``skipped`` (name -> reason), ``pil_image`` and ``display_image`` (the model's view).
+    ``curve``, ``insertion``/``deletion``: :func:`curve_record`}), ``skipped`` (name -> reason),
+    ``pil_image`` and ``display_image`` (the model's view).
     """
-    import torch
-
-    from .methods import METHODS
-    from .methods.base import check_curve
-    from .metrics import measure_curves
-
     check_curve(curve)
-    if skip_unsupported is None:
-        skip_unsupported = methods is None
-    methods = list(dict.fromkeys(methods or METHOD_NAMES))
-    unknown = [name for name in methods if name not in METHODS]
-    if unknown:
-        raise MoXIError(f"unknown method(s) {', '.join(unknown)}; choose among {', '.join(METHOD_NAMES)}")
-    options = dict(method_options or {})
-    pixel_values, pil_images = explainer.preprocess(list(images))
-    views = explainer.model_views(pil_images)
-    predicted = explainer.predict(pixel_values)
-    targets = explainer._check_labels(labels if labels is not None else [None] * len(predicted), predicted)
-    per_method: dict[str, dict[str, list]] = {}
-    skipped: dict[str, str] = {}
-    game = None  # built (images embedded) once, for every order measured on the other curve
-    for name in methods:
-        runs = CURVES if METHODS[name].depends_on_curve else (curve,)
-        extra = {"interactions": True, "interaction_top": interaction_top} if (
-            interactions and name == INTERACTIONS_METHOD) else {}
-        try:
-            explained = {run: explainer.explain_batch(pixel_values, name, run, targets, progress=progress,
-                                                      **(extra if run == curve else {}), **options.get(name, {}))
-                         for run in runs}
-        except MoXIError as error:
-            if not skip_unsupported:
-                raise MoXIError(f"{name}: {error}") from None
-            skipped[name] = str(error)
-            continue
-        records: dict[str, list] = {"heatmap": explained[curve]}
-        for other in CURVES:
-            if other in explained:
-                records[other] = [
-                    _curve_record(torch.tensor(e.order), torch.tensor(e.curve_probabilities),
-                                  torch.tensor(e.curve_predictions), e.label, other) for e in explained[other]]
-            else:  # the same order, measured on the other curve
-                if game is None:
-                    game = explainer.value_function(pixel_values, targets)
-                orders = torch.tensor([e.order for e in explained[curve]])
-                measured = measure_curves(game, orders, other)
-                records[other] = [
-                    _curve_record(orders[i], measured.probabilities[i], measured.predictions[i], targets[i], other)
-                    for i in range(len(targets))]
-        per_method[name] = records
-    if not per_method:
-        raise MoXIError("none of the methods applies to this model: "
-                        + "; ".join(f"{name}: {reason}" for name, reason in skipped.items()))
+    if methods is None:
+        skipped = {name: reason for name in METHOD_NAMES if (reason := explainer.unsupported_reason(name))}
+        methods = [name for name in METHOD_NAMES if name not in skipped]
+        if not methods:
+            raise MoXIError("none of the methods applies to this model: "
+                            + "; ".join(f"{name}: {reason}" for name, reason in skipped.items()))
+    else:
+        methods, skipped = list(dict.fromkeys(methods)), {}
+    curves = [curve, *(other for other in CURVES if other != curve)]
+    batch = explainer.explain_methods(
+        list(images), methods, curves, labels, options=method_options,
+        interactions={INTERACTIONS_METHOD} if interactions else False, interaction_top=interaction_top,
+        on_chunk=on_chunk, progress=progress)
     results = []
-    for index, target in enumerate(targets):
-        methods_out = {}
-        for name, records in per_method.items():
-            heat = records["heatmap"][index]
-            heat.pil_image, heat.display_image = pil_images[index], views[index]
-            methods_out[name] = {"heatmap": heat, "insertion": records["insertion"][index],
-                                 "deletion": records["deletion"][index]}
+    for index, target in enumerate(batch.labels):
+        explained = batch.image(index)
+        heatmaps = {name: explained[(name, curve)] for name in batch.methods}
+        first = heatmaps[batch.methods[0]]
         results.append({
             "label": target,
-            "label_name": explainer.label_name(target),
-            "predicted": int(predicted[index]),
-            "predicted_name": explainer.label_name(int(predicted[index])),
+            "label_name": first.label_name,
+            "predicted": first.predicted,
+            "predicted_name": first.predicted_name,
             "grid": list(explainer.players.grid),
             "patch_grid": list(explainer.players.patch_grid),
             "curve": curve,
             "model": explainer.name,
-            "methods": methods_out,
+            "methods": {name: {"heatmap": heatmaps[name],
+                               **{other: curve_record(explained[(name, other)]) for other in CURVES}}
+                        for name in batch.methods},
             "skipped": skipped,
-            "pil_image": pil_images[index],
-            "display_image": views[index],
+            "pil_image": first.pil_image,
+            "display_image": first.display_image,
         })
     return results
 

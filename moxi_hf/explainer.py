@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import torch
 
+from .cost import Cost, curve_cost
 from .errors import MoXIError
-from .explanation import Explanation
+from .explanation import Explanation, ExplanationSet
 from .images import ImageInput, check_pixel_values, model_view, preprocess
+from .interactions import attach_interactions, interactions_cost
+from .labels import label_text
 from .loading import (
     ExplainableModel,
     build_adapter,
@@ -17,13 +20,12 @@ from .loading import (
     resolve_device,
     resolve_dtype,
 )
-from .methods import Method, get_method
-from .methods.base import check_curve
+from .methods import METHODS, Attribution, Method, MoXI, get_method
 from .metrics.curves import heatmap_from_order, measure_curves, patches_needed
-from .options import DEFAULT_INTERACTION_TOP
+from .options import DEFAULT_INTERACTION_TOP, DEFAULT_REWARD, METHOD_NAMES, check_curve
 from .players import Players
 from .removal import RemovalAdapter
-from .value import DEFAULT_MAX_TOKENS, ValueFunction, check_reward
+from .value import DEFAULT_MAX_TOKENS, ChunkCallback, ValueFunction, check_label, check_reward
 
 __all__ = ["Explainer"]
 
@@ -34,6 +36,9 @@ class Explainer:
     Build it with :meth:`from_pretrained` (any HF image classifier, local folder or Hub id) or
     from a loaded model. ``players_grid`` groups patches into coarser players (it must divide the
     patch grid). ``max_batch_size``/``max_tokens`` bound the work of one forward pass.
+
+    :meth:`explain_methods` is the one entry point that explains (several methods × curves on a
+    batch of images); :meth:`explain` and :meth:`explain_batch` call it.
 
     Example::
 
@@ -49,7 +54,7 @@ class Explainer:
         adapter: RemovalAdapter | None = None,
         *,
         masking: str = "auto",
-        reward: str = "log-odds",
+        reward: str = DEFAULT_REWARD,
         players_grid: int | tuple[int, int] | None = None,
         max_batch_size: int = 1024,
         max_tokens: int = DEFAULT_MAX_TOKENS,
@@ -75,7 +80,7 @@ class Explainer:
         path_or_id: str | os.PathLike,
         *,
         masking: str = "auto",
-        reward: str = "log-odds",
+        reward: str = DEFAULT_REWARD,
         players_grid: int | tuple[int, int] | None = None,
         dtype: str | torch.dtype | None = None,
         device: str | torch.device | None = None,
@@ -101,9 +106,18 @@ class Explainer:
         return self.adapter.num_labels
 
     def label_name(self, label: int) -> str | None:
+        """The name of class ``label`` (the model's ``id2label``), or None: every label text is built from it."""
         id2label = getattr(self.model.config, "id2label", None) or {}
         name = id2label.get(label, id2label.get(str(label)))
         return None if name is None else str(name)
+
+    def label_text(self, label: int | None) -> str:
+        """Class ``label`` as people read it: ``7``, or ``281 ("tabby cat")`` (:func:`moxi_hf.labels.label_text`)."""
+        return label_text(label, None if label is None else self.label_name(label))
+
+    def label_names(self) -> list[str]:
+        """The name of every class (its index where the model names none), as artifacts record them."""
+        return [self.label_name(index) or str(index) for index in range(self.num_labels)]
 
     def preprocess(self, images: Sequence[ImageInput]) -> tuple[torch.Tensor, list]:
         """(pixel_values (B, C, H, W), RGB PIL images) for paths, PIL images or arrays."""
@@ -113,26 +127,95 @@ class Explainer:
         """Predicted class (B,) on the whole images."""
         return self.adapter.full_logits(pixel_values).argmax(dim=1).cpu()
 
-    def value_function(self, pixel_values: torch.Tensor, labels: Sequence[int] | torch.Tensor) -> ValueFunction:
+    def value_function(self, pixel_values: torch.Tensor, labels: Sequence[int] | torch.Tensor,
+                       on_chunk: ChunkCallback | None = None) -> ValueFunction:
         """The game v(S) of these images and labels (see :class:`moxi_hf.value.ValueFunction`)."""
         return ValueFunction(self.adapter, pixel_values, labels, self.players, self.reward,
-                             self.max_batch_size, self.max_tokens)
+                             self.max_batch_size, self.max_tokens, on_chunk=on_chunk)
 
-    def _check_labels(self, labels: Sequence[int | None], predicted: torch.Tensor) -> list[int]:
-        resolved = []
-        for label, guess in zip(labels, predicted.tolist()):
-            if label is None:
-                resolved.append(int(guess))
-                continue
-            if isinstance(label, bool) or not isinstance(label, (int, torch.Tensor)) and not hasattr(label, "__index__"):
-                raise MoXIError(f"label must be an integer class index, got {label!r}")
-            label = int(label)
-            if not 0 <= label < self.num_labels:
-                raise MoXIError(
-                    f"label {label} is out of range: the model has {self.num_labels} classes (0..{self.num_labels - 1})"
-                )
-            resolved.append(label)
-        return resolved
+    def resolve_labels(self, labels: Sequence[int | None] | None, predicted: torch.Tensor) -> list[int]:
+        """The class to explain per image: the given label (checked against the model's classes) or, for
+        None (or no ``labels``), the prediction ``predicted`` (B,)."""
+        if labels is None:
+            labels = [None] * len(predicted)
+        if len(labels) != len(predicted):
+            raise MoXIError(f"got {len(labels)} labels for {len(predicted)} images")
+        return [int(guess) if label is None else check_label(label, self.num_labels)
+                for label, guess in zip(labels, predicted.tolist())]
+
+    # -- methods ----------------------------------------------------------------------------------
+
+    def unsupported_reason(self, method: str | Method) -> str | None:
+        """Why ``method`` cannot explain this model (:meth:`moxi_hf.Method.unsupported_reason`), or None."""
+        cls = type(method) if isinstance(method, Method) else METHODS.get(method)
+        if cls is None:
+            raise MoXIError(f"unknown method {method!r}; choose among {', '.join(METHOD_NAMES)}")
+        return cls.unsupported_reason(self.adapter)
+
+    def applicable_methods(self, methods: Sequence[str] | None = None) -> list[str]:
+        """``methods`` (default: every registered method, in registry order) that can explain this model."""
+        return [name for name in (methods if methods is not None else METHODS) if self.unsupported_reason(name) is None]
+
+    def _methods(self, methods: Sequence[str | Method], options: Mapping[str, Mapping] | None,
+                 progress: bool = False) -> list[Method]:
+        """Method instances for names (with their ``options``) or instances; refused when one does not apply.
+
+        ``progress``: MoXI built from its name shows its progress bar over greedy steps.
+        """
+        if isinstance(methods, (str, Method)) or not methods:
+            raise MoXIError("methods must be a non-empty list of method names (or Method instances)")
+        built = []
+        for method in methods:
+            if isinstance(method, str):
+                chosen = dict((options or {}).get(method, {}))
+                if progress and method == "moxi":
+                    chosen.setdefault("progress", True)
+                method = get_method(method, **chosen)
+            built.append(method)
+        names = [method.name for method in built]
+        if len(set(names)) != len(names):
+            raise MoXIError(f"a method is listed twice: {', '.join(names)}")
+        for method in built:
+            reason = self.unsupported_reason(method)
+            if reason:
+                raise MoXIError(reason)
+        return built
+
+    @staticmethod
+    def _curves(curves: Sequence[str]) -> list[str]:
+        if isinstance(curves, str) or not curves or len(set(curves)) != len(curves):
+            raise MoXIError(f"curves must be a non-empty list of insertion and/or deletion without repeats, got {curves!r}")
+        return [check_curve(curve) for curve in curves]
+
+    @staticmethod
+    def _with_interactions(method: Method, interactions: bool | Collection[str]) -> bool:
+        return bool(interactions) if isinstance(interactions, bool) else method.name in interactions
+
+    def cost(self, methods: Sequence[str | Method] = ("moxi",), curves: Sequence[str] = ("insertion",), *,
+             options: Mapping[str, Mapping] | None = None, interactions: bool | Collection[str] = False,
+             interaction_top: int = DEFAULT_INTERACTION_TOP) -> Cost | None:
+        """The coalitions :meth:`explain_methods` evaluates per image with these arguments: each method's own
+        (:meth:`moxi_hf.Method.cost`, once per curve or once when the order does not depend on it), every
+        curve measured on every final order, and the interaction maps. None when a method's cost is unknown.
+
+        ``cost.token_forwards(explainer.adapter, explainer.players)`` is the total that the ``on_chunk``
+        callback's second count reaches (times the number of images).
+        """
+        n_players = self.players.n_players
+        curves = self._curves(curves)
+        total = Cost()
+        for method in self._methods(methods, options):
+            for run in curves if method.depends_on_curve else curves[:1]:
+                own = method.cost(n_players, run)
+                if own is None:
+                    return None
+                total = total + own
+            for curve in curves:
+                total = total + curve_cost(n_players)
+                if self._with_interactions(method, interactions):
+                    total = total + interactions_cost(n_players, curve, interaction_top,
+                                                      known_singles=isinstance(method, MoXI))
+        return total
 
     # -- explaining -------------------------------------------------------------------------------
 
@@ -168,39 +251,116 @@ class Explainer:
         interaction_top: int = DEFAULT_INTERACTION_TOP,
         **method_options,
     ) -> list[Explanation]:
-        """Explain several images together (their coalitions share forward passes).
+        """Explain several images together (their coalitions share forward passes) with one method and curve.
 
         ``images``: paths / PIL images / arrays, or processed pixel_values (B, C, H, W).
         ``labels``: target class per image; None (or a None entry) = the model's prediction.
         """
-        check_curve(curve)
-        if isinstance(method, str) and method == "moxi" and progress:
-            method_options.setdefault("progress", True)
-        method_obj = get_method(method, **method_options)
-        names: list[str | None]
+        if isinstance(method, Method):
+            if method_options:
+                raise MoXIError("method options cannot be given with a method instance")
+            name, options = method.name, None
+        else:
+            name, options = method, {method: method_options}
+        return self.explain_methods(images, [method], [curve], labels, options=options, interactions=interactions,
+                                    interaction_top=interaction_top, progress=progress)[(name, curve)]
+
+    def explain_methods(
+        self,
+        images: Sequence[ImageInput] | torch.Tensor,
+        methods: Sequence[str | Method] = ("moxi",),
+        curves: Sequence[str] = ("insertion",),
+        labels: Sequence[int | None] | None = None,
+        *,
+        options: Mapping[str, Mapping] | None = None,
+        interactions: bool | Collection[str] = False,
+        interaction_top: int = DEFAULT_INTERACTION_TOP,
+        on_chunk: ChunkCallback | None = None,
+        progress: bool = False,
+    ) -> ExplanationSet:
+        """Explain a batch of images with several methods on several curves: the one entry point.
+
+        Args:
+            images: paths / PIL images / arrays, or processed pixel_values (B, C, H, W).
+            methods: method names (or :class:`~moxi_hf.Method` instances); each must apply to the model
+                (:meth:`unsupported_reason`), else a MoXIError before any work.
+            curves: ``insertion`` and/or ``deletion``.
+            labels: target class per image; None (or a None entry) = the model's prediction.
+            options: method name -> its keyword options.
+            interactions: also fill ``interactions`` (the first ``interaction_top`` players of each order)
+                and, for MoXI, ``gains`` (from the greedy's own values): True for every method, or a
+                collection of method names.
+            on_chunk: called before each forward chunk with (coalitions, token-forwards); raise to cancel
+                (the exception leaves this call unchanged). :meth:`cost` gives the totals in advance.
+            progress: show MoXI's progress bar over greedy steps.
+
+        A method whose order does not depend on the curve (``depends_on_curve`` False) runs once; its
+        order is measured on every curve. Every curve is measured on the final orders (k = 0..P), all
+        methods of a curve in one call, so every method is measured the same way; only an incomplete
+        order (MoXI stopped early) keeps the curve the method measured on its way.
+
+        Returns:
+            an :class:`~moxi_hf.ExplanationSet`: ``result[(method, curve)]`` is one Explanation per image.
+        """
+        curves = self._curves(curves)
+        built = self._methods(methods, options, progress)
         if isinstance(images, torch.Tensor):
             pixel_values = check_pixel_values(images, getattr(self.model.config, "num_channels", None))
-            pil_images = [None] * images.shape[0]
-            names = [None] * images.shape[0]
+            pil_images, names, views = [None] * images.shape[0], [None] * images.shape[0], None
         else:
             images = list(images)
             if not images:
                 raise MoXIError("no images to explain")
             pixel_values, pil_images = self.preprocess(images)
             names = [os.fspath(i) if isinstance(i, (str, os.PathLike)) else None for i in images]
-        if labels is not None and len(labels) != pixel_values.shape[0]:
-            raise MoXIError(f"got {len(labels)} labels for {pixel_values.shape[0]} images")
+            views = self.model_views(pil_images)
         predicted = self.predict(pixel_values)
-        resolved = self._check_labels(labels if labels is not None else [None] * len(predicted), predicted)
-        game = self.value_function(pixel_values, resolved)
-        attribution = method_obj.attribute(game, curve)
-        explanations = self._explanations(game, attribution, method_obj, curve, predicted, names, pil_images,
-                                          self.model_views(pil_images) if pil_images[0] is not None else None)
-        if interactions:
-            from .interactions import attach_interactions
+        targets = self.resolve_labels(labels, predicted)
+        game = self.value_function(pixel_values, targets, on_chunk=on_chunk)
+        attributions: dict[tuple[str, str], Attribution] = {}
+        for method in built:
+            shared = None
+            for curve in curves:
+                if method.depends_on_curve or shared is None:
+                    with torch.no_grad():  # Grad-CAM enables gradients where it needs them
+                        shared = method.attribute(game, curve)
+                attributions[(method.name, curve)] = shared
+        measured = self._measure(game, attributions, built, curves)
+        explanations: dict[tuple[str, str], list[Explanation]] = {}
+        for method in built:
+            for curve in curves:
+                key = (method.name, curve)
+                found = self._explanations(game, attributions[key], measured[key], method, curve, predicted, names,
+                                           pil_images, views)
+                if self._with_interactions(method, interactions):
+                    attach_interactions(found, game, attributions[key], curve, interaction_top)
+                explanations[key] = found
+        return ExplanationSet([method.name for method in built], curves, targets, predicted.tolist(), explanations)
 
-            attach_interactions(explanations, game, attribution, curve, interaction_top)
-        return explanations
+    @staticmethod
+    def _measure(game: ValueFunction, attributions: dict, methods: list[Method], curves: list[str]) -> dict:
+        """(method, curve) -> (p(label), predicted class) (B, K + 1) along each final order."""
+        measured = {}
+        n_images, n_players = game.n_images, game.n_players
+        for curve in curves:
+            complete = []
+            for method in methods:
+                attribution = attributions[(method.name, curve)]
+                if attribution.lengths is None and attribution.order.shape[1] == n_players:
+                    complete.append(method.name)
+                elif method.depends_on_curve and attribution.curve_probabilities is not None:
+                    measured[(method.name, curve)] = (attribution.curve_probabilities, attribution.curve_predictions)
+                else:
+                    raise MoXIError(f"{method.name} stopped early; its order has no {curve} curve")
+            if not complete:
+                continue
+            orders = torch.cat([attributions[(name, curve)].order for name in complete])
+            with torch.no_grad():
+                out = measure_curves(game, orders, curve, torch.arange(n_images).repeat(len(complete)))
+            for number, name in enumerate(complete):
+                part = slice(number * n_images, (number + 1) * n_images)
+                measured[(name, curve)] = (out.probabilities[part], out.predictions[part])
+        return measured
 
     def model_views(self, images: Sequence) -> list:
         """The pictures the model sees (PIL RGB, the processor's resize + crop), one per input image."""
@@ -208,15 +368,12 @@ class Explainer:
 
         return [Image.fromarray(model_view(image, self.processor)) for image in images]
 
-    def _explanations(self, game, attribution, method, curve, predicted, names, pil_images,
+    def _explanations(self, game, attribution, measured, method, curve, predicted, names, pil_images,
                       views=None) -> list[Explanation]:
-        order = attribution.order
-        lengths = attribution.lengths
-        probabilities, predictions = attribution.curve_probabilities, attribution.curve_predictions
-        if probabilities is None:
-            measured = measure_curves(game, order, curve)
-            probabilities, predictions = measured.probabilities, measured.predictions
+        order, lengths = attribution.order, attribution.lengths
+        probabilities, predictions = measured
         grid = self.players.grid
+        options = method.option_values()
         explanations = []
         for index in range(game.n_images):
             length = int(lengths[index]) if lengths is not None else order.shape[1]
@@ -225,13 +382,14 @@ class Explainer:
             label = int(game.labels[index])
             needed = patches_needed(image_predictions, label, curve, game.n_players)
             heat = heatmap_from_order(image_order, needed, game.n_players).view(*grid)
-            options = method.option_values()
+            guess = int(predicted[index])
             explanations.append(Explanation(
                 method=method.name,
                 curve=curve,
                 label=label,
                 label_name=self.label_name(label),
-                predicted=int(predicted[index]),
+                predicted=guess,
+                predicted_name=self.label_name(guess),
                 order=image_order.tolist(),
                 scores=None if attribution.scores is None else attribution.scores[index].tolist(),
                 heatmap=heat.tolist(),

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Explanation"]
+from .labels import label_text
+
+__all__ = ["Explanation", "ExplanationSet"]
 
 _NOT_SERIALISED = frozenset({"pil_image", "display_image"})
 
@@ -22,7 +24,8 @@ class Explanation:
     method stopped early). ``scores``: one per player where the method has them. ``heatmap``:
     rows × cols, the "patches needed" ramp. ``curve_probabilities`` /
     ``curve_predictions``: p(label) and the predicted class after k = 0..len(order) players
-    of ``order`` were inserted (insertion) or deleted (deletion).
+    of ``order`` were inserted (insertion) or deleted (deletion). ``label_name``/``predicted_name``:
+    the classes' names (:meth:`moxi_hf.Explainer.label_name`).
     """
 
     method: str
@@ -42,6 +45,7 @@ class Explanation:
     masking: str | None = None
     patch_grid: tuple[int, int] | None = None
     image: str | None = None
+    predicted_name: str | None = None
     options: dict = field(default_factory=dict)
     #: choices the method made on its own (e.g. Grad-CAM's ``cam_layer``, the layer it read).
     settings: dict = field(default_factory=dict)
@@ -60,8 +64,40 @@ class Explanation:
 
     @property
     def label_text(self) -> str:
-        """The explained class as shown in titles: its name, else its index."""
-        return self.label_name if self.label_name is not None else str(self.label)
+        """The explained class as people read it (:func:`moxi_hf.labels.label_text`): ``3`` or ``281 ("tabby cat")``."""
+        return label_text(self.label, self.label_name)
+
+    @property
+    def predicted_text(self) -> str:
+        """The predicted class on the whole image, written like :attr:`label_text` (``?`` when unknown)."""
+        return label_text(self.predicted, self.predicted_name)
+
+    @property
+    def players_text(self) -> str:
+        """All the players: ``49 patches`` (one player per patch) or ``16 players (2x2 patches each)``."""
+        rows, cols = self.grid
+        if self.patch_grid is None or tuple(self.patch_grid) == tuple(self.grid):
+            return f"{self.n_players} patch" + ("es" if self.n_players != 1 else "")
+        group = (self.patch_grid[0] // rows, self.patch_grid[1] // cols)
+        return f"{self.n_players} player{'s' if self.n_players != 1 else ''} ({group[0]}x{group[1]} patches each)"
+
+    @property
+    def needed_text(self) -> str:
+        """What ``patches_needed`` says, in one sentence: ``2 of 49 patches needed to predict 3``.
+
+        Deletion: the players removed until the label is no longer predicted; when the whole image is not
+        predicted as the label to begin with, it says so instead of counting.
+        """
+        label, total = self.label_text, self.players_text
+        if self.curve == "insertion":
+            if not self.reached:
+                return f"{label} is never predicted, not even with all {total}"
+            return f"{self.patches_needed} of {total} needed to predict {label}"
+        if self.predicted is not None and self.predicted != self.label:
+            return f"{label} is not predicted even with all {total} (the model predicts {self.predicted_text})"
+        if not self.reached:
+            return f"the prediction stays {label} even with all {total} removed"
+        return f"{self.patches_needed} of {total} removed to change the prediction from {label}"
 
     @property
     def reached(self) -> bool:
@@ -147,3 +183,27 @@ class Explanation:
         if self.patch_grid is not None:
             self.patch_grid = tuple(self.patch_grid)
 
+
+@dataclass
+class ExplanationSet:
+    """Several methods × curves on the same images (:meth:`moxi_hf.Explainer.explain_methods`).
+
+    ``explanations[(method, curve)]``: one :class:`Explanation` per image, in input order;
+    ``labels``/``predicted``: the class explained and the prediction, per image.
+    """
+
+    methods: list[str]
+    curves: list[str]
+    labels: list[int]
+    predicted: list[int]
+    explanations: dict[tuple[str, str], list[Explanation]]
+
+    def __getitem__(self, key: tuple[str, str]) -> list[Explanation]:
+        return self.explanations[key]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def image(self, index: int) -> dict[tuple[str, str], Explanation]:
+        """``(method, curve)`` -> the explanation of image ``index``."""
+        return {key: explanations[index] for key, explanations in self.explanations.items()}

@@ -23,13 +23,13 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .cost import Cost
 from .errors import MoXIError
-from .methods.base import check_curve
-from .options import DEFAULT_INTERACTION_TOP
+from .options import DEFAULT_INTERACTION_TOP, check_curve
 from .value import ValueFunction
 
-__all__ = ["PairwiseInteractions", "attach_interactions", "gain_split", "interaction_share", "pairwise_interactions",
-           "summarise_interaction_share"]
+__all__ = ["PairwiseInteractions", "attach_interactions", "gain_split", "interaction_share", "interactions_cost",
+           "pairwise_interactions", "summarise_interaction_share"]
 
 DEFAULT_TOP_K = DEFAULT_INTERACTION_TOP
 
@@ -129,6 +129,17 @@ def pairwise_interactions(
         matrix[first, second] = pairs - single[first] - single[second] + base
         results.append(PairwiseInteractions(top.clone(), matrix + matrix.T))
     return results
+
+
+def interactions_cost(n_players: int, curve: str, top_k: int = DEFAULT_TOP_K, known_singles: bool = False) -> Cost:
+    """The coalitions :func:`pairwise_interactions` evaluates for one image: the K(K − 1)/2 pairs, plus v(∅)/v(N)
+    and the K singletons unless they are known (MoXI measured them); K = min(top_k, P)."""
+    insertion = check_curve(curve) == "insertion"
+    k = min(top_k, n_players)
+    touched = {2: k * (k - 1) // 2} if k > 1 else {}
+    if not known_singles:
+        touched.update({0: 1, 1: k})
+    return Cost({size if insertion else n_players - size: count for size, count in touched.items() if count})
 
 
 def interaction_share(gains: Mapping[str, Sequence[float]], patches_needed: int) -> float:

@@ -35,7 +35,8 @@ DEFAULT_PIXEL_GRID = (7, 7)
 #: Model types whose attention class is fixed when the model is built: loaded with eager attention so
 #: attention-rollout gets attention weights.
 _EAGER_MODEL_TYPES = ("data2vec-vision",)
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+#: dtype name (those of :data:`moxi_hf.options.DTYPES` and their short forms) -> torch dtype
+TORCH_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -45,9 +46,9 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
         if dtype not in (torch.float32, torch.bfloat16):
             raise MoXIError(f"dtype must be float32 or bfloat16, got {dtype}")
         return dtype
-    if dtype not in DTYPES:
+    if dtype not in TORCH_DTYPES:
         raise MoXIError(f"unknown dtype {dtype!r}; choose float32 or bfloat16")
-    return DTYPES[dtype]
+    return TORCH_DTYPES[dtype]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -1,4 +1,4 @@
-"""Names the library accepts (methods, curves, maskings, rewards, dtypes) and each method's options.
+"""Names the library accepts (methods, curves, maskings, rewards, dtypes), its defaults, and each method's options.
 
 This module imports nothing heavy, so the command line can build its flags and answer ``--help``
 without importing torch. Each method's options are declared here once; :class:`moxi_hf.Method`
@@ -11,15 +11,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CURVES", "DEFAULT_DATASET", "DEFAULT_INTERACTION_TOP", "DEFAULT_NUM_IMAGES", "DTYPES", "MASKINGS",
-           "METHOD_NAMES", "METHOD_OPTIONS", "REWARD_NAMES", "Option", "flag_name"]
+from .errors import MoXIError
+
+__all__ = ["CURVES", "DEFAULT_BATCH_SIZE", "DEFAULT_DATASET", "DEFAULT_INTERACTION_TOP", "DEFAULT_NUM_IMAGES",
+           "DEFAULT_REWARD", "DTYPES", "MASKINGS", "METHOD_NAMES", "METHOD_OPTIONS", "REWARD_NAMES", "Option",
+           "check_curve", "flag_name"]
 
 #: method names in the order they are listed in help and errors
 METHOD_NAMES = ("moxi", "self-shapley", "full-shapley", "gradcam", "gradcam++", "attention-rollout")
 CURVES = ("insertion", "deletion")
 MASKINGS = ("auto", "token", "pixel")
 REWARD_NAMES = ("log-odds", "log-prob", "logit")
+DEFAULT_REWARD = "log-odds"
+#: the model dtypes a user may choose by name
 DTYPES = ("float32", "bfloat16")
+#: images explained together (their coalitions share forward passes) by the commands
+DEFAULT_BATCH_SIZE = 8
 #: ``moxi evaluate`` defaults: the dataset and how many correctly classified images
 DEFAULT_DATASET = "ILSVRC/imagenet-1k"
 DEFAULT_NUM_IMAGES = 100
@@ -27,12 +34,20 @@ DEFAULT_NUM_IMAGES = 100
 DEFAULT_INTERACTION_TOP = 10
 
 
+def check_curve(curve: str) -> str:
+    """``curve`` when it is ``insertion`` or ``deletion``, else a MoXIError."""
+    if curve not in CURVES:
+        raise MoXIError(f"unknown curve {curve!r}; choose insertion or deletion")
+    return curve
+
+
 @dataclass(frozen=True)
 class Option:
     """One keyword option of a method: its name, type, default and help text.
 
     ``curve_safe`` False: the option makes orders incomplete (early stop), so evaluations and
-    comparisons, which need complete orders, never set it.
+    comparisons, which need complete orders, never set it. ``minimum``: the smallest value an
+    integer option accepts (checked by the flag and the evaluation config).
     """
 
     name: str
@@ -41,6 +56,7 @@ class Option:
     help: str
     curve_safe: bool = True
     cli: bool = True  # False: Python API only
+    minimum: int | None = None
 
     @property
     def flag(self) -> str:
@@ -61,7 +77,7 @@ METHOD_OPTIONS: dict[str, tuple[Option, ...]] = {
     ),
     "self-shapley": (),
     "full-shapley": (
-        Option("num_samples", int, 200, "full-shapley: Monte Carlo samples per player"),
+        Option("num_samples", int, 200, "full-shapley: Monte Carlo samples per player", minimum=1),
         Option("seed", int, 0, "full-shapley: random seed"),
     ),
     "gradcam": (Option("eigen_smooth", bool, False, "gradcam: first principal component of the map", cli=False),),

@@ -8,16 +8,22 @@ image, at construction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 
 from .errors import MoXIError
-from .options import REWARD_NAMES
+from .options import DEFAULT_REWARD, REWARD_NAMES
 from .players import Players
 from .removal import RemovalAdapter
 
-__all__ = ["ValueFunction", "ValueOutput", "REWARDS", "reward_from_logits", "DEFAULT_MAX_TOKENS", "default_memory_mb"]
+__all__ = ["ChunkCallback", "ValueFunction", "ValueOutput", "REWARDS", "reward_from_logits", "DEFAULT_MAX_TOKENS",
+           "check_label", "default_memory_mb"]
+
+#: Called before each forward chunk with (coalitions in the chunk, token-forwards in the chunk = coalitions ×
+#: ``adapter.cost(kept)``); whatever it raises (a cancellation) leaves the explain call unchanged.
+ChunkCallback = Callable[[int, int], None]
 
 REWARDS = REWARD_NAMES
 
@@ -40,7 +46,17 @@ def check_reward(reward: str) -> str:
     return reward
 
 
-def reward_from_logits(logits: torch.Tensor, labels: torch.Tensor, reward: str = "log-odds") -> torch.Tensor:
+def check_label(label: object, num_labels: int) -> int:
+    """``label`` as a class index of a model with ``num_labels`` classes, or a MoXIError naming the problem."""
+    if isinstance(label, bool) or not hasattr(label, "__index__"):
+        raise MoXIError(f"label must be an integer class index, got {label!r}")
+    index = int(label)
+    if not 0 <= index < num_labels:
+        raise MoXIError(f"label {index} is out of range: the model has {num_labels} classes (0..{num_labels - 1})")
+    return index
+
+
+def reward_from_logits(logits: torch.Tensor, labels: torch.Tensor, reward: str = DEFAULT_REWARD) -> torch.Tensor:
     """v from logits (C, L) float and target labels (C,): log-odds, log-prob or logit of the label."""
     check_reward(reward)
     target = logits.gather(1, labels.unsqueeze(1)).squeeze(1)
@@ -78,6 +94,7 @@ class ValueFunction:
         memory_mb: working memory of one forward pass (MB), turned into a token bound with the
             adapter's bytes per token; default :func:`default_memory_mb` of the model's device.
             The smaller of this bound and ``max_tokens`` sets the chunk size.
+        on_chunk: a :data:`ChunkCallback`, called before each forward chunk (progress; raise to cancel).
     """
 
     def __init__(
@@ -86,10 +103,11 @@ class ValueFunction:
         pixel_values: torch.Tensor,
         labels: torch.Tensor | list[int],
         players: Players | None = None,
-        reward: str = "log-odds",
+        reward: str = DEFAULT_REWARD,
         max_batch_size: int = 1024,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         memory_mb: float | None = None,
+        on_chunk: ChunkCallback | None = None,
     ):
         self.adapter = adapter
         self.players = players or Players.build(adapter.grid)
@@ -102,12 +120,8 @@ class ValueFunction:
         self.labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
         if self.labels.numel() != pixel_values.shape[0]:
             raise MoXIError(f"got {self.labels.numel()} labels for {pixel_values.shape[0]} images")
-        num_labels = adapter.num_labels
-        bad = (self.labels < 0) | (self.labels >= num_labels)
-        if bool(bad.any()):
-            raise MoXIError(
-                f"label {int(self.labels[bad][0])} is out of range: the model has {num_labels} classes (0..{num_labels - 1})"
-            )
+        for label in self.labels.tolist():
+            check_label(label, adapter.num_labels)
         if max_batch_size < 1 or max_tokens < 1:
             raise MoXIError("max_batch_size and max_tokens must be positive")
         if memory_mb is not None and not memory_mb > 0:
@@ -119,6 +133,7 @@ class ValueFunction:
         budget = int(self.memory_mb * 2**20 // per_unit) if per_unit else max_tokens
         #: Cost units (tokens for token removal) per forward pass: min(max_tokens, memory budget).
         self.chunk_cost = max(1, min(max_tokens, budget))
+        self.on_chunk = on_chunk
         self.prepared = adapter.prepare(pixel_values)
         self.calls = 0  # coalitions evaluated so far (forward passes of one sequence)
 
@@ -153,9 +168,12 @@ class ValueFunction:
         else:
             groups = [(self.players.n_patches, torch.arange(coalitions.shape[0]))]
         for kept, rows in groups:
-            chunk = _even_chunk(rows.numel(), max(1, min(self.max_batch_size, self.chunk_cost // self.adapter.cost(kept))))
+            cost = self.adapter.cost(kept)
+            chunk = _even_chunk(rows.numel(), max(1, min(self.max_batch_size, self.chunk_cost // cost)))
             for start in range(0, rows.numel(), chunk):
                 part = rows[start : start + chunk]
+                if self.on_chunk is not None:
+                    self.on_chunk(part.numel(), part.numel() * cost)
                 out[part] = self.adapter.logits(self.prepared, image_index[part], keep[part]).cpu()
         return out
 

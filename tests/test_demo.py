@@ -21,7 +21,7 @@ from PIL import Image
 from moxi_hf import Explainer, MoXIError
 from moxi_hf.defaults import default_model_path, default_sample_images
 from moxi_hf.demo import Cancelled, DemoModel, check_image, load_demo_model
-from moxi_hf.demo.core import MAX_IMAGE_SIDE, RequestWatch, grid_choices, label_choices
+from moxi_hf.demo.core import MAX_IMAGE_SIDE, grid_choices, label_choices
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,6 @@ def test_label_reward_and_grid_equal_explainer(tiny, vit_dir):
     assert result.explanation.grid == (2, 2) and result.explanation.label == 3
     assert tiny.explainer_for("log-prob", 2) is tiny.explainer_for("log-prob", 2)  # built once
     assert tiny.explainer_for("log-prob", 2).model is tiny.explainer.model  # the model is shared
-    assert tiny.explainer_for("log-prob", 2, watch=RequestWatch("x")).model is tiny.explainer.model
 
 
 def test_moxi_shows_its_interactions_and_the_json_keeps_them(tiny, vit_dir):
@@ -95,7 +94,7 @@ def test_pictures_come_from_the_library(tiny):
 def test_choices(tiny):
     assert tiny.methods == ["moxi", "self-shapley", "full-shapley", "gradcam", "gradcam++", "attention-rollout"]
     assert grid_choices(tiny.explainer) == [2]  # 4x4 patches
-    assert label_choices(tiny.explainer)[:2] == [("0: LABEL_0", 0), ("1: LABEL_1", 1)]
+    assert label_choices(tiny.explainer)[:2] == [('0 ("LABEL_0")', 0), ('1 ("LABEL_1")', 1)]
 
 
 def test_methods_that_apply_to_a_cnn(resnet_dir):
@@ -205,6 +204,20 @@ def test_cancelling_one_request_leaves_the_other_running(tiny):
                                         lambda: tiny.explain(image, "moxi").explanation])
     assert isinstance(cancelled, Cancelled)
     _same(finished, expected)
+
+
+def test_progress_shows_the_work_the_method_costs(tiny):
+    shown = []
+    tiny.explain(_digit(7), "moxi", progress=lambda fraction, text: shown.append((fraction, text)))
+    expected = tiny.explainer.cost(["moxi"], ["insertion"], interactions=True).coalitions  # curve and pairs included
+    assert shown[0] == (0.0, f"moxi: 0 of {expected:,} coalitions, 0 s")
+
+
+def test_a_comparison_cancelled_while_it_runs_is_a_cancel(tiny):
+    cancel = threading.Event()
+    with pytest.raises(Cancelled, match="^cancelled$"):  # not re-worded as a method's failure
+        tiny.compare(_digit(8), methods=["moxi", "full-shapley"],
+                     progress=lambda fraction, text: cancel.set(), cancel=cancel)
 
 
 def test_default_model_loaded_once():
@@ -418,3 +431,4 @@ def test_page_in_a_browser(tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        server.stdout.close()

@@ -243,6 +243,70 @@ def test_no_import_cycle_at_import_time(tmp_path):
     assert import_cycle(import_graph(package)) == ["pkg.a", "pkg.b.c", "pkg.a"]
 
 
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _defined_privates(tree: ast.Module) -> set[str]:
+    """Private names a module defines: functions, classes, variables, methods and ``self._x`` attributes."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+    return {name for name in names if _private(name)}
+
+
+def private_uses(package: Path) -> list[str]:
+    """``module:line name (from other)`` for every use of another module's private name: an import of a
+    ``_name`` from a module of the package, an import of a private module from outside its folder, or an
+    attribute ``x._name`` that the module does not define itself but another module of the package does."""
+    paths = {_module_name(package, path): path for path in package.rglob("*.py")}
+    trees = {name: ast.parse(path.read_text()) for name, path in paths.items()}
+    defined = {name: _defined_privates(tree) for name, tree in trees.items()}
+    found = []
+    for name, tree in trees.items():
+        path = paths[name]
+        own_package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                base = own_package.split(".")
+                base = base[: len(base) - (node.level - 1)] if node.level else []
+                module = ".".join([*base, *([node.module] if node.module else [])])
+                if module not in paths and not module.startswith(package.name):
+                    continue  # another project's module
+                parts = module.split(".")
+                hidden = next((i for i, part in enumerate(parts) if _private(part)), None)
+                owner = ".".join(parts[:hidden]) if hidden is not None else None
+                if owner is not None and name != owner and not name.startswith(owner + "."):
+                    found.append(f"{name}:{node.lineno} imports the private module {module}")
+                found += [f"{name}:{node.lineno} {alias.name} (from {module})" for alias in node.names
+                          if _private(alias.name) and module != name]
+            elif isinstance(node, ast.Attribute) and _private(node.attr) and node.attr not in defined[name]:
+                owners = sorted(other for other, names in defined.items() if node.attr in names)
+                if owners:
+                    found.append(f"{name}:{node.lineno} {node.attr} (from {', '.join(owners)})")
+    return sorted(found)
+
+
+def test_no_module_uses_another_modules_private_names(tmp_path):
+    assert private_uses(PACKAGE) == []
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    for init in (package / "__init__.py", package / "sub" / "__init__.py"):
+        init.write_text("")
+    (package / "a.py").write_text("def _helper():\n    pass\n\n\nclass A:\n    def _check(self):\n        pass\n")
+    (package / "sub" / "_impl.py").write_text("def run():\n    pass\n")
+    (package / "sub" / "ok.py").write_text("from ._impl import run\nimport os\n\nos._exit\n")
+    (package / "b.py").write_text("from .a import A, _helper\nfrom .sub._impl import run\n\n\n"
+                                  "def f(a: A):\n    return a._check()\n")
+    assert private_uses(package) == ["pkg.b:1 _helper (from pkg.a)", "pkg.b:2 imports the private module pkg.sub._impl",
+                                     "pkg.b:6 _check (from pkg.a)"]
+
+
 def test_every_cited_md_file_exists(tmp_path):
     assert missing_md_citations(ROOT, skip=(Path(__file__).resolve(),)) == []  # this file's examples are made up
     (tmp_path / "docs").mkdir()

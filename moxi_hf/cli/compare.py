@@ -89,9 +89,9 @@ def compare_images(explainer, images: Sequence[InputImage], names: Sequence[str]
     with tqdm(total=len(images), desc="compare", unit="image", disable=args.quiet) as bar:
         for start, chunk in batches(list(images), args.batch_size):
             labels = None if args.label is None else [args.label] * len(chunk)
-            batch = compare_methods(explainer, load_images(chunk), methods, args.curve, labels, options,
-                                    interaction_top=args.interaction_top or DEFAULT_INTERACTION_TOP,
-                                    skip_unsupported=not explicit, progress=not args.quiet)
+            batch = compare_methods(explainer, load_images(chunk), methods if explicit else None, args.curve, labels,
+                                    options, interaction_top=args.interaction_top or DEFAULT_INTERACTION_TOP,
+                                    progress=not args.quiet)
             for offset, result in enumerate(batch):
                 image, name = chunk[offset], names[start + offset]
                 for record in result["methods"].values():

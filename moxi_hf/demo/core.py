@@ -2,9 +2,10 @@
 
 Every call into the library that the page makes goes through :class:`DemoModel`, which holds one
 loaded :class:`~moxi_hf.explainer.Explainer` per process. The methods leave the shared model as they
-found it, so requests run side by side without a lock; each request gets its own explainer whose
-removal adapter counts the coalitions it evaluates (the progress bar) and stops at the next chunk of
-coalitions once the request is cancelled.
+found it, so requests run side by side without a lock; each request passes its own
+:class:`RequestWatch` as the ``on_chunk`` callback of :meth:`~moxi_hf.Explainer.explain_methods`: it
+counts the work done (the progress bar, its total known from the methods' cost) and stops the request
+at its next chunk of coalitions once it is cancelled.
 """
 
 from __future__ import annotations
@@ -25,10 +26,8 @@ from ..errors import MoXIError
 from ..explainer import Explainer
 from ..explanation import Explanation
 from ..images import load_image
-from ..methods import CURVES, METHODS, get_method
-from ..methods.base import check_curve
-from ..removal import RemovalAdapter
-from ..value import check_reward
+from ..options import CURVES, check_curve
+from ..value import check_label, check_reward
 from . import figures
 
 __all__ = [
@@ -42,7 +41,6 @@ __all__ = [
     "grid_choices",
     "label_choices",
     "load_demo_model",
-    "watched_adapter",
 ]
 
 #: the largest image accepted, in pixels and per side (larger uploads get a clear error)
@@ -61,18 +59,19 @@ def _progress_noop(fraction: float | None, text: str) -> None:
 
 
 class RequestWatch:
-    """One request's view of its own work: counts coalitions, reports progress, raises :class:`Cancelled`.
+    """One request's view of its own work, as the ``on_chunk`` callback: counts, reports progress, cancels.
 
-    Called with the number of coalitions of each chunk before it is evaluated. ``expected``: the
-    coalitions the request will evaluate, where known (the bar then shows a fraction).
+    Called with (coalitions, token-forwards) of each chunk before it is evaluated; raises
+    :class:`Cancelled` once ``cancel`` is set. ``expected``: the (coalitions, token-forwards) the request
+    will evaluate, where known (the bar then shows the fraction of token-forwards done).
     """
 
     def __init__(self, stage: str, progress: ProgressFn | None = None, cancel: threading.Event | None = None,
-                 expected: int | None = None, every_s: float = 0.25):
+                 expected: tuple[int, int] | None = None, every_s: float = 0.25):
         self.stage, self.expected, self.every_s = stage, expected, every_s
         self.progress = progress or _progress_noop
         self.cancel = cancel
-        self.done = 0
+        self.coalitions = self.tokens = 0
         self.started = time.monotonic()
         self._shown = 0.0
 
@@ -80,61 +79,19 @@ class RequestWatch:
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled("cancelled")
 
-    def __call__(self, coalitions: int) -> None:
+    def __call__(self, coalitions: int, tokens: int) -> None:
         self.check()
         now = time.monotonic()
         if now - self._shown >= self.every_s:
             self._shown = now
             elapsed = now - self.started
             if self.expected:
-                self.progress(min(self.done / self.expected, 0.99),
-                              f"{self.stage}: {self.done:,} of {self.expected:,} coalitions, {elapsed:.0f} s")
+                self.progress(min(self.tokens / max(self.expected[1], 1), 0.99),
+                              f"{self.stage}: {self.coalitions:,} of {self.expected[0]:,} coalitions, {elapsed:.0f} s")
             else:
-                self.progress(None, f"{self.stage}: {self.done:,} coalitions, {elapsed:.0f} s")
-        self.done += coalitions
-
-
-class _Watched:
-    """Mixin over a removal adapter class: the request's :class:`RequestWatch` sees each chunk first."""
-
-    watch: Callable[[int], None]  # a RequestWatch, called with the chunk's number of coalitions
-
-    def logits(self, prepared, image_index, keep):
-        self.watch(int(keep.shape[0]))
-        return super().logits(prepared, image_index, keep)
-
-
-@functools.cache
-def _watched_class(cls: type) -> type:
-    return type(f"Watched{cls.__name__}", (_Watched, cls), {"__module__": __name__})
-
-
-def watched_adapter(adapter: RemovalAdapter, watch: Callable[[int], None]) -> RemovalAdapter:
-    """A per-request copy of ``adapter`` (same class family, same model object) that calls ``watch`` per chunk.
-
-    The shared adapter and model are untouched: no hooks, no attribute changes.
-    """
-    copy = object.__new__(_watched_class(type(adapter)))
-    copy.__dict__.update(vars(adapter))
-    copy.watch = watch
-    return copy
-
-
-class _EvaluatesCoalitions(Exception):
-    """Raised by the methods probe at a method's first coalition."""
-
-
-def _stop_at_first_coalition(coalitions: int) -> None:
-    raise _EvaluatesCoalitions
-
-
-def expected_coalitions(method: str, n_players: int) -> int | None:
-    """Coalitions one image costs with this method's defaults, where it is known in advance (else None)."""
-    if method == "full-shapley":
-        return 2 * n_players * get_method(method).num_samples + n_players + 1  # contexts, then the curve
-    if method == "moxi":
-        return 1 + n_players * (n_players + 1) // 2  # the empty (or full) coalition, then every greedy step
-    return None
+                self.progress(None, f"{self.stage}: {self.coalitions:,} coalitions, {elapsed:.0f} s")
+        self.coalitions += coalitions
+        self.tokens += tokens
 
 
 @dataclass
@@ -169,24 +126,7 @@ def grid_choices(explainer: Explainer) -> list[int]:
 
 def label_choices(explainer: Explainer) -> list[tuple[str, int]]:
     """(shown text, class index) for every class of the model."""
-    choices = []
-    for index in range(explainer.num_labels):
-        name = explainer.label_name(index)
-        choices.append((str(index) if name is None or name == str(index) else f"{index}: {name}", index))
-    return choices
-
-
-def _needed_text(explanation: Explanation) -> str:
-    total = explanation.n_players
-    unit = "patches" if explanation.patch_grid in (None, explanation.grid) else "players"
-    label = explanation.label_text
-    k = explanation.patches_needed
-    if not explanation.reached:
-        return (f"never predicted {label}, even with all {total} {unit}" if explanation.curve == "insertion"
-                else f"still predicts {label} after removing all {total} {unit}")
-    if explanation.curve == "insertion":
-        return f"{k} of {total} {unit} needed to predict {label}"
-    return f"{k} of {total} {unit} removed to change the prediction from {label}"
+    return [(explainer.label_text(index), index) for index in range(explainer.num_labels)]
 
 
 class DemoModel:
@@ -198,65 +138,33 @@ class DemoModel:
         self.title = title or explainer.name
         self._guard = threading.Lock()  # the caches below, never a request's whole run
         self._explainers: dict[tuple[str, int | None], Explainer] = {(explainer.reward, None): explainer}
-        self._methods: list[str] | None = None
+        #: the methods that apply to this model (all game-theoretic ones; CAMs/rollout where the model has them)
+        self.methods = explainer.applicable_methods()
         self.output_dir = Path(tempfile.mkdtemp(prefix="moxi-demo-"))
 
     # -- choices -----------------------------------------------------------------------------------
 
-    @property
-    def methods(self) -> list[str]:
-        """The methods that apply to this model (all game-theoretic ones; CAMs/rollout where the model has them)."""
-        with self._guard:
-            if self._methods is None:
-                self._methods = self._applicable_methods()
-        return self._methods
-
-    def _applicable_methods(self) -> list[str]:
-        size = getattr(self.explainer.processor, "size", None) or {}
-        side = int(size.get("height", size.get("shortest_edge", 224))) if isinstance(size, dict) else 224
-        pixel_values, _ = self.explainer.preprocess([Image.new("RGB", (side, side), (128, 128, 128))])
-        probe = self.explainer_for(watch=_stop_at_first_coalition)
-        game = probe.value_function(pixel_values, [0])
-        found = []
-        for name in METHODS:
-            try:  # model-specific methods run (one forward/backward) or refuse; the others reach the game
-                get_method(name).attribute(game, CURVES[0])
-            except _EvaluatesCoalitions:  # it only needs the value function, which every model has
-                pass
-            except MoXIError:
-                continue
-            found.append(name)
-        return found
-
-    def explainer_for(self, reward: str | None = None, players_grid: int | None = None,
-                      watch: Callable[[int], None] | None = None) -> Explainer:
-        """The explainer with this reward and players grid, sharing the loaded model.
-
-        Without ``watch`` it is built once and kept; with one it is this request's own (see :func:`watched_adapter`).
-        """
+    def explainer_for(self, reward: str | None = None, players_grid: int | None = None) -> Explainer:
+        """The explainer with this reward and players grid, sharing the loaded model (built once and kept)."""
         base = self.explainer
         reward = check_reward(reward or base.reward)
         rows, cols = base.players.patch_grid
         if players_grid is not None and players_grid not in grid_choices(base) + ([rows] if rows == cols else []):
             raise MoXIError(f"a {players_grid}x{players_grid} players grid does not divide the {rows}x{cols} patch grid")
 
-        def build(adapter: RemovalAdapter) -> Explainer:
-            return Explainer(base.model, base.processor, adapter, reward=reward, players_grid=players_grid,
-                             max_batch_size=base.max_batch_size, max_tokens=base.max_tokens, name=base.name)
-
-        if watch is not None:
-            return build(watched_adapter(base.adapter, watch))
         with self._guard:
             if (reward, players_grid) not in self._explainers:
-                self._explainers[(reward, players_grid)] = build(base.adapter)
+                self._explainers[(reward, players_grid)] = Explainer(
+                    base.model, base.processor, base.adapter, reward=reward, players_grid=players_grid,
+                    max_batch_size=base.max_batch_size, max_tokens=base.max_tokens, name=base.name)
             return self._explainers[(reward, players_grid)]
 
     def _check(self, method: str, curve: str, label: int | None) -> None:
         if method not in self.methods:
             raise MoXIError(f"{method} does not apply to this model; choose one of {', '.join(self.methods)}")
         check_curve(curve)
-        if label is not None and not 0 <= int(label) < self.explainer.num_labels:
-            raise MoXIError(f"label {label} is out of range: the model has {self.explainer.num_labels} classes")
+        if label is not None:
+            check_label(label, self.explainer.num_labels)
 
     # -- running -----------------------------------------------------------------------------------
 
@@ -266,12 +174,12 @@ class DemoModel:
         """Explain one image like :meth:`Explainer.explain` (MoXI with its interactions) and draw what the page shows."""
         picture = check_image(image)
         self._check(method, curve, label)
-        watch = RequestWatch(method, progress, cancel)
-        explainer = self.explainer_for(reward, players_grid, watch)
-        watch.expected = expected_coalitions(method, explainer.players.n_players)
+        explainer = self.explainer_for(reward, players_grid)
+        interactions = method == "moxi"
+        watch = RequestWatch(method, progress, cancel, _expected(explainer, [method], [curve], interactions))
         watch.check()
-        explanation = explainer.explain(picture, method, curve, None if label is None else int(label),
-                                        interactions=method == "moxi")
+        explanation = explainer.explain_methods([picture], [method], [curve], None if label is None else [label],
+                                                interactions=interactions, on_chunk=watch)[(method, curve)][0]
         watch.progress(0.99, "drawing")
         folder = Path(tempfile.mkdtemp(dir=self.output_dir))
         json_path = folder / "explanation.json"
@@ -281,7 +189,7 @@ class DemoModel:
             heatmap=figures.heatmap_figure(explanation),
             curve=figures.curve_figure(explanation),
             interactions=figures.interactions_figure(explanation),
-            needed_text=_needed_text(explanation),
+            needed_text=explanation.needed_text,
             json_path=os.fspath(json_path),
         )
 
@@ -293,10 +201,17 @@ class DemoModel:
         methods = list(methods or self.methods)
         for method in methods:
             self._check(method, curve, label)
-        watch = RequestWatch(f"comparing {len(methods)} methods", progress, cancel)
-        explainer = self.explainer_for(reward, players_grid, watch)
+        explainer = self.explainer_for(reward, players_grid)
+        watch = RequestWatch(f"comparing {len(methods)} methods", progress, cancel,
+                             _expected(explainer, methods, list(CURVES), False))
         watch.check()
-        return figures.compare_sheet(explainer, picture, methods, curve, label)
+        return figures.compare_sheet(explainer, picture, methods, curve, label, on_chunk=watch)
+
+
+def _expected(explainer: Explainer, methods: list[str], curves: list[str], interactions: bool) -> tuple[int, int] | None:
+    """(coalitions, token-forwards) of one image explained so, from the methods' cost; None when unknown."""
+    cost = explainer.cost(methods, curves, interactions=interactions)
+    return None if cost is None else (cost.coalitions, cost.token_forwards(explainer.adapter, explainer.players))
 
 
 def load_demo_model(model: str | None = None, dtype: str | None = None, device: str | None = None) -> DemoModel:

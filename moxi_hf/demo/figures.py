@@ -44,10 +44,10 @@ def interactions_figure(explanation: Explanation) -> Image.Image | None:
 
 
 def compare_sheet(explainer: Explainer, image: Image.Image, methods: list[str], curve: str,
-                  label: int | None) -> tuple[Image.Image, dict]:
-    """The compare sheet of ``methods`` on one image and its JSON-able record."""
+                  label: int | None, on_chunk=None) -> tuple[Image.Image, dict]:
+    """The compare sheet of ``methods`` on one image and its JSON-able record (``on_chunk``: progress/cancel)."""
     from ..compare import compare_methods, comparison_to_dict
 
     result = compare_methods(explainer, [image], methods, curve, None if label is None else [int(label)],
-                             interactions=False, skip_unsupported=False)[0]
+                             interactions=False, on_chunk=on_chunk)[0]
     return to_image(plot_comparison(result)), comparison_to_dict(result)

@@ -31,9 +31,9 @@ from ..compare import INTERACTIONS_METHOD  # the method whose rows get gains and
 from ..errors import MoXIError
 from ..explainer import Explainer
 from ..fileio import atomic_write, package_versions, read_json, write_json
-from ..interactions import attach_interactions, summarise_interaction_share
-from ..methods import METHODS, Attribution, get_method
-from ..metrics import aggregate_curves, measure_curves
+from ..interactions import summarise_interaction_share
+from ..methods import METHODS
+from ..metrics import aggregate_curves
 from .config import DEFAULT_NUM_IMAGES, EvaluationConfig, default_model, method_options
 from .data import DataSource, fetch_examples, is_local, open_dataset
 from .selection import select_images
@@ -60,52 +60,15 @@ def _resolve_model(model: str | None) -> str:
 def explain_chunk(explainer, images: list, labels: list[int], indices: list[int],
                   names: list[str | None], methods: Sequence[str], curves: Sequence[str],
                   config: EvaluationConfig) -> list[list[dict]]:
-    """Rows (methods × curves, in that order) for each image of one chunk; all images share forward passes.
-
-    Curve-independent methods (``depends_on_curve`` False) compute their order once and reuse it
-    for every curve. Every curve is then measured with :func:`moxi_hf.metrics.measure_curves` on
-    the final orders (k = 0..P, k = 0 included), all methods of a curve in one call; curves a
-    method measured on its way (MoXI) are not used, so every method is measured the same way.
-    """
-    pixel_values, pil_images = explainer.preprocess(images)
-    with torch.no_grad():
-        predicted = explainer.predict(pixel_values)
-    game = explainer.value_function(pixel_values, labels)
-    method_objects = {name: get_method(name, **method_options(name, config)) for name in methods}
-    attributions: dict[tuple[str, str], Attribution] = {}
-    for name, method in method_objects.items():
-        shared = None
-        for curve in curves:
-            if method.depends_on_curve or shared is None:
-                with torch.no_grad():  # Grad-CAM enables gradients where it needs them
-                    shared = method.attribute(game, curve)
-                if shared.lengths is not None:
-                    raise MoXIError(f"{name} stopped early; curves need the order of every player")
-            attributions[(name, curve)] = shared
-    count = len(images)
-    rows: list[list[dict]] = [[] for _ in images]
-    measured: dict[tuple[str, str], Attribution] = {}
-    for curve in curves:
-        # One game holding every method's copy of the images: one pass per k for all methods.
-        stacked = explainer.value_function(pixel_values.repeat(len(methods), 1, 1, 1), list(labels) * len(methods))
-        orders = torch.cat([attributions[(name, curve)].order for name in methods])
-        with torch.no_grad():
-            curve_output = measure_curves(stacked, orders, curve)
-        for number, name in enumerate(methods):
-            part = slice(number * count, (number + 1) * count)
-            attribution = attributions[(name, curve)]
-            measured[(name, curve)] = Attribution(attribution.order, attribution.scores,
-                                                  curve_output.probabilities[part], curve_output.predictions[part])
-    for name in methods:
-        for curve in curves:
-            explanations = explainer._explanations(game, measured[(name, curve)], method_objects[name], curve,
-                                                   predicted, names, pil_images)
-            if config.interactions and name == INTERACTIONS_METHOD:
-                # From the greedy's own attribution: the gain split needs the values it measured.
-                attach_interactions(explanations, game, attributions[(name, curve)], curve, config.interaction_top)
-            for position, explanation in enumerate(explanations):
-                rows[position].append(explanation_to_row(explanation, dataset_index=indices[position]))
-    return rows
+    """Rows (methods × curves, in that order) for each image of one chunk, from
+    :meth:`moxi_hf.Explainer.explain_methods` (all images share forward passes; every curve measured
+    the same way on the final orders)."""
+    batch = explainer.explain_methods(
+        images, methods, curves, labels, options={name: method_options(name, config) for name in methods},
+        interactions={INTERACTIONS_METHOD} if config.interactions else False, interaction_top=config.interaction_top)
+    return [[explanation_to_row(explained[(name, curve)], dataset_index=index, image=name_)
+             for name in methods for curve in curves]
+            for explained, index, name_ in ((batch.image(i), indices[i], names[i]) for i in range(len(batch)))]
 
 
 _OWNED = ("data", "plots", PARTIAL_DIR, "curves.json", "config.json", "README.md")

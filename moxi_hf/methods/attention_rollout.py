@@ -6,10 +6,12 @@ import copy
 
 import torch
 
+from ..cost import Cost
 from ..errors import MoXIError
+from ..options import check_curve
 from ..removal import TokenRemoval
 from ..value import ValueFunction
-from .base import Attribution, Method, check_curve, order_by_score, register_method
+from .base import Attribution, Method, order_by_score, register_method
 
 __all__ = ["AttentionRollout", "rollout", "eager_view"]
 
@@ -54,6 +56,10 @@ class AttentionRollout(Method):
         if isinstance(adapter, TokenRemoval):
             return None
         return "attention-rollout needs a ViT-family model with token removal (masking token); this model has no attention maps"
+
+    def cost(self, n_players: int, curve: str) -> Cost:
+        check_curve(curve)
+        return Cost()  # one forward pass of the model with attention weights, no coalition
 
     def attribute(self, game: ValueFunction, curve: str) -> Attribution:
         check_curve(curve)

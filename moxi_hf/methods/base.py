@@ -8,18 +8,12 @@ from typing import ClassVar
 
 import torch
 
+from ..cost import Cost
 from ..errors import MoXIError
 from ..options import CURVES, METHOD_OPTIONS, Option
 from ..value import ValueFunction
 
-__all__ = ["Attribution", "Method", "CURVES", "check_curve", "order_by_score", "register_method", "get_method",
-           "METHODS"]
-
-
-def check_curve(curve: str) -> str:
-    if curve not in CURVES:
-        raise MoXIError(f"unknown curve {curve!r}; choose insertion or deletion")
-    return curve
+__all__ = ["Attribution", "Method", "CURVES", "order_by_score", "register_method", "get_method", "METHODS"]
 
 
 @dataclass
@@ -62,7 +56,17 @@ class Method(ABC):
 
     @classmethod
     def unsupported_reason(cls, adapter) -> str | None:
-        """Why this method cannot explain a model run through ``adapter`` (a removal adapter), or None."""
+        """Why this method cannot explain a model run through ``adapter`` (a removal adapter), or None.
+
+        The one place a method says whether it applies: decided from the adapter and its model,
+        without running anything, and starting with the method's name.
+        """
+        return None
+
+    def cost(self, n_players: int, curve: str) -> Cost | None:
+        """The coalitions :meth:`attribute` evaluates for one image of ``n_players`` players, by size
+        (None when not known in advance). Methods that read the model's own tensors (Grad-CAM,
+        attention rollout) evaluate none."""
         return None
 
     @abstractmethod

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import torch
 
+from ..cost import Cost
 from ..errors import MoXIError
+from ..options import check_curve
 from ..value import ValueFunction
-from .base import Attribution, Method, check_curve, order_by_score, register_method
+from .base import Attribution, Method, order_by_score, register_method
 
 __all__ = ["FullContextShapley", "sample_contexts"]
+
+
+def _context_sizes(n_players: int, num_samples: int, generator: torch.Generator) -> torch.Tensor:
+    """Sizes (P, M, 1) long of the contexts: ⌊(P − 1) r⌋, r ~ U(0, 1) (the generator's first draw)."""
+    ratios = torch.rand(n_players, num_samples, 1, generator=generator)
+    return torch.floor((n_players - 1) * ratios).long()
 
 
 def sample_contexts(n_players: int, num_samples: int, seed: int) -> torch.Tensor:
     """Random contexts (P, M, P) bool: for player i and sample m, a subset of the others of size ⌊(P − 1) r⌋, r ~ U(0, 1)."""
     generator = torch.Generator().manual_seed(seed)
-    ratios = torch.rand(n_players, num_samples, 1, generator=generator)
-    sizes = torch.floor((n_players - 1) * ratios).long()
+    sizes = _context_sizes(n_players, num_samples, generator)
     keys = torch.rand(n_players, num_samples, n_players, generator=generator)
     keys[torch.arange(n_players), :, torch.arange(n_players)] = 2.0  # never pick i itself
     ranks = keys.argsort(dim=2).argsort(dim=2)
@@ -39,6 +46,13 @@ class FullContextShapley(Method):
             raise MoXIError(f"num_samples must be at least 1, got {num_samples}")
         self.num_samples = num_samples
         self.seed = seed
+
+    def cost(self, n_players: int, curve: str) -> Cost:
+        """Each sampled context m (size from the seed, as :func:`sample_contexts` draws it) and m ∪ {i}."""
+        check_curve(curve)
+        sizes = _context_sizes(n_players, self.num_samples, torch.Generator().manual_seed(self.seed)).flatten()
+        counts = torch.bincount(sizes, minlength=n_players + 1) + torch.bincount(sizes + 1, minlength=n_players + 1)
+        return Cost({size: int(count) for size, count in enumerate(counts.tolist()) if count})
 
     def attribute(self, game: ValueFunction, curve: str) -> Attribution:
         check_curve(curve)

@@ -8,10 +8,12 @@ import threading
 import torch
 import torch.nn.functional as F
 
+from ..cost import Cost
 from ..errors import MoXIError
+from ..options import check_curve
 from ..removal import TokenRemoval
 from ..value import ValueFunction
-from .base import Attribution, Method, check_curve, order_by_score, register_method
+from .base import Attribution, Method, order_by_score, register_method
 
 __all__ = ["GradCAM", "GradCAMPlusPlus", "cam_activations", "cam_layer"]
 
@@ -127,6 +129,21 @@ class _CAM(Method):
 
     def __init__(self, eigen_smooth: bool = False):
         self.eigen_smooth = eigen_smooth
+
+    @classmethod
+    def unsupported_reason(cls, adapter) -> str | None:
+        """Token models: always (the last encoder layer's tokens). Others need a convolution, whose output is
+        the 4-D feature map :func:`cam_layer` reads (CNNs; Swin and ViTs through their patch embedding)."""
+        if isinstance(adapter, TokenRemoval):
+            return None
+        if any(isinstance(module, torch.nn.Conv2d) for module in adapter.model.modules()):
+            return None
+        return (f"{cls.name} needs a 4-D feature map (a convolution) or a ViT-family model with token removal; "
+                f"{type(adapter.model).__name__} has neither")
+
+    def cost(self, n_players: int, curve: str) -> Cost:
+        check_curve(curve)
+        return Cost()  # one forward and backward pass of the model, no coalition
 
     def channel_weights(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

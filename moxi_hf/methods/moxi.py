@@ -7,9 +7,11 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from ..cost import Cost
 from ..errors import MoXIError
+from ..options import check_curve
 from ..value import ValueFunction
-from .base import Attribution, Method, check_curve, register_method
+from .base import Attribution, Method, register_method
 
 __all__ = ["MoXI", "MoXIAttribution"]
 
@@ -56,6 +58,18 @@ class MoXI(Method):
         self.max_players = max_players
         self.early_stop = early_stop
         self.progress = progress
+
+    def cost(self, n_players: int, curve: str) -> Cost:
+        """v(∅) (or v(N)), then P − s candidates of size s + 1 (insertion) or P − s − 1 (deletion) at step s.
+
+        With ``early_stop`` an image may stop sooner: the cost is then an upper bound.
+        """
+        insertion = check_curve(curve) == "insertion"
+        steps = min(n_players, self.max_players or n_players)
+        sizes = {0 if insertion else n_players: 1}
+        for step in range(steps):
+            sizes[step + 1 if insertion else n_players - step - 1] = n_players - step
+        return Cost(sizes, exact=not self.early_stop)
 
     def attribute(self, game: ValueFunction, curve: str) -> Attribution:
         insertion = check_curve(curve) == "insertion"

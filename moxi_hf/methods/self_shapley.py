@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from ..cost import Cost
+from ..options import check_curve
 from ..value import ValueFunction
-from .base import Attribution, Method, check_curve, order_by_score, register_method
+from .base import Attribution, Method, order_by_score, register_method
 
 __all__ = ["SelfContextShapley"]
 
@@ -19,6 +21,11 @@ class SelfContextShapley(Method):
     """
 
     name = "self-shapley"
+
+    def cost(self, n_players: int, curve: str) -> Cost:
+        if check_curve(curve) == "insertion":
+            return Cost({0: 1, 1: n_players})
+        return Cost({n_players: 1, n_players - 1: n_players})
 
     def attribute(self, game: ValueFunction, curve: str) -> Attribution:
         insertion = check_curve(curve) == "insertion"

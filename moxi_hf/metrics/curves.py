@@ -7,6 +7,7 @@ from typing import NamedTuple
 import torch
 
 from ..errors import MoXIError
+from ..options import check_curve
 from ..value import ValueFunction
 
 __all__ = ["CurveOutput", "auc", "curve_coalitions", "heatmap_from_order", "measure_curves", "patches_needed"]
@@ -26,20 +27,25 @@ def curve_coalitions(order: torch.Tensor, curve: str) -> torch.Tensor:
     return inserted if curve == "insertion" else ~inserted
 
 
-def measure_curves(game: ValueFunction, orders: torch.Tensor, curve: str) -> CurveOutput:
-    """Measure the insertion or deletion curve (k = 0..P, k = 0 included) for each image's order (B, P)."""
-    if curve not in ("insertion", "deletion"):
-        raise MoXIError(f"unknown curve {curve!r}; choose insertion or deletion")
-    n_images, n_players = orders.shape
-    if n_images != game.n_images or n_players != game.n_players:
+def measure_curves(game: ValueFunction, orders: torch.Tensor, curve: str,
+                   images: torch.Tensor | None = None) -> CurveOutput:
+    """Measure the insertion or deletion curve (k = 0..P, k = 0 included) of each order (R, P).
+
+    ``images`` (R,): the image of ``game`` each order belongs to (default: order r is image r), so
+    several orders of the same images (one per method) are measured in one call.
+    """
+    check_curve(curve)
+    count, n_players = orders.shape
+    images = torch.arange(game.n_images) if images is None else torch.as_tensor(images, dtype=torch.long)
+    if images.shape != (count,) or n_players != game.n_players:
         raise MoXIError(f"orders {tuple(orders.shape)} do not match {game.n_images} images × {game.n_players} players")
     sorted_orders = orders.sort(dim=1).values
     if not torch.equal(sorted_orders, torch.arange(n_players).expand_as(orders)):
         raise MoXIError("curves need complete orders (every player exactly once); early-stopped orders have no curve")
     coalitions = torch.cat([curve_coalitions(order, curve) for order in orders])
-    owner = torch.arange(n_images).repeat_interleave(n_players + 1)
+    owner = images.repeat_interleave(n_players + 1)
     out = game.evaluate(coalitions, owner)
-    return CurveOutput(out.probabilities.view(n_images, -1), out.predictions.view(n_images, -1))
+    return CurveOutput(out.probabilities.view(count, -1), out.predictions.view(count, -1))
 
 
 def patches_needed(predictions: torch.Tensor, label: int, curve: str, n_players: int) -> int:

@@ -12,7 +12,7 @@ from .masks import mean_or_zeros
 from .mixin import TokenRemovalClassifier, TokenRemovalModel
 
 __all__ = ["MoXIBeitLayer", "MoXIBeitModel", "MoXIBeitForImageClassification", "PooledHeadClassifier",
-           "pool_kept_tokens", "select_bias"]
+           "pool_kept_tokens", "select_bias", "window_bias"]
 
 
 def select_bias(bias: torch.Tensor, token_index: torch.Tensor | None) -> torch.Tensor:
@@ -23,8 +23,8 @@ def select_bias(bias: torch.Tensor, token_index: torch.Tensor | None) -> torch.T
     return rows.transpose(0, 1)
 
 
-def _window_bias(module: nn.Module, resolution: tuple[int, int], patch_size: int, num_patches: int,
-                 interpolate_pos_encoding: bool, token_index: torch.Tensor | None) -> torch.Tensor:
+def window_bias(module: nn.Module, resolution: tuple[int, int], patch_size: int, num_patches: int,
+                interpolate_pos_encoding: bool, token_index: torch.Tensor | None) -> torch.Tensor:
     """A BEiT relative position bias module's bias for the full (CLS + patches) sequence, then selected."""
     height, width = resolution
     window_size = (height // patch_size, width // patch_size)
@@ -49,7 +49,7 @@ class MoXIBeitLayer(BeitLayer):
     ) -> torch.Tensor:
         if self.relative_position_bias is not None:
             num_patches = hidden_states.shape[1] - 1 if num_patches is None else num_patches
-            relative_position_bias = _window_bias(
+            relative_position_bias = window_bias(
                 self.relative_position_bias, resolution, self.patch_size, num_patches, interpolate_pos_encoding,
                 token_index,
             )
@@ -101,7 +101,7 @@ class MoXIBeitModel(TokenRemovalModel, BeitModel):
                 config=self.config, inputs_embeds=embedding_output, attention_mask=attention_mask
             )
             if self.shared_position_bias is not None:
-                shared = _window_bias(self.shared_position_bias, resolution, patch, num_patches,
+                shared = window_bias(self.shared_position_bias, resolution, patch, num_patches,
                                       interpolate_pos_encoding, token_index)
                 attention_mask = shared + attention_mask if attention_mask is not None else shared
             for layer in self.layers:

@@ -12,7 +12,7 @@ import torch
 from transformers import Data2VecVisionForImageClassification, Data2VecVisionModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from .beit import PooledHeadClassifier, _window_bias, pool_kept_tokens
+from .beit import PooledHeadClassifier, pool_kept_tokens, window_bias
 from .masks import EmbeddingMask
 from .mixin import TokenRemovalModel
 
@@ -44,7 +44,7 @@ class MoXIData2VecVisionModel(TokenRemovalModel, Data2VecVisionModel):
         interpolate = bool(interpolate_pos_encoding)
         shared = None
         if self.encoder.has_relative_position_bias and hidden_states.shape[1]:
-            shared = _window_bias(self.encoder.relative_position_bias, resolution, patch, num_patches, interpolate,
+            shared = window_bias(self.encoder.relative_position_bias, resolution, patch, num_patches, interpolate,
                                   token_index)
         all_hidden, all_attentions = [], []
         for layer in self.encoder.layer if hidden_states.shape[1] else ():
@@ -52,7 +52,7 @@ class MoXIData2VecVisionModel(TokenRemovalModel, Data2VecVisionModel):
             attention = layer.attention.attention
             bias = shared
             if hasattr(attention, "relative_position_bias"):
-                own = _window_bias(attention.relative_position_bias, resolution, patch, num_patches, interpolate,
+                own = window_bias(attention.relative_position_bias, resolution, patch, num_patches, interpolate,
                                    token_index)
                 bias = own if shared is None else own + shared
             outputs = layer(hidden_states, output_attentions=output_attentions, relative_position_bias=bias,
