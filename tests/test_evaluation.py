@@ -233,10 +233,10 @@ def test_two_processes_match_one(setup, single):
 
 KILLER = """
 import os, sys
-import moxi_hf.evaluation.run as evaluation
+import moxi_hf.evaluation.state as state
 
 limit, written = int(os.environ["MOXI_TEST_KILL_AFTER"]), []
-original = evaluation._write_image_result
+original = state.write_image_result
 
 def write_then_die(*args, **kwargs):
     original(*args, **kwargs)
@@ -244,7 +244,7 @@ def write_then_die(*args, **kwargs):
     if len(written) >= limit:
         os._exit(9)  # like a kill: no cleanup, no final outputs
 
-evaluation._write_image_result = write_then_die
+state.write_image_result = write_then_die
 from moxi_hf.cli import main
 sys.exit(main(["evaluate", *sys.argv[1:]]))
 """

@@ -15,6 +15,7 @@ Layout (``moxi explain`` outputs and evaluation runs alike)::
 - :mod:`.folder`: writing and checking a folder
 - :mod:`.loading`: :class:`Artifacts` / :func:`load_artifacts`
 - :mod:`.hub`: :func:`push_artifacts`, a folder to a Hub dataset repo (``moxi push``)
+- :mod:`.output_dir`: the output folders of the commands: what a run may write into and what it owns
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .folder import (
 )
 from .hub import IGNORE_PATTERNS, push_artifacts, upload_file_list
 from .loading import Artifacts, load_artifacts
+from .output_dir import MANIFEST_FILE, OutputDir, prepare_output_dir
 from .schema import (
     CARD_FILE,
     CONFIG_FILE,
@@ -66,12 +68,14 @@ __all__ = [
     "IMAGES_FILE",
     "IGNORE_PATTERNS",
     "IMAGE_COLUMNS",
+    "MANIFEST_FILE",
     "PARTIAL_DIR",
     "PLOTS_DIR",
     "ROW_COLUMNS",
     "SCHEMA_VERSION",
     "SECRET_KEYS",
     "Artifacts",
+    "OutputDir",
     "artifact_dir_problem",
     "auc_table",
     "card_text",
@@ -84,6 +88,7 @@ __all__ = [
     "load_artifacts",
     "package_versions",
     "public_name",
+    "prepare_output_dir",
     "publishable_config",
     "push_artifacts",
     "row_features",

@@ -149,7 +149,9 @@ def card_text(config: dict, curves: dict, num_rows: int, label_names: list[str] 
         **extra,
     )
     settings = [(key, _format_value(value)) for key, value in config.items()
-                if key not in ("versions", "label_names") and value is not None and value not in ({}, [], "")]
+                if key not in ("versions", "label_names", "interrupted") and value is not None
+                and value not in ({}, [], "")]
+    interrupted = config.get("interrupted") if isinstance(config.get("interrupted"), dict) else None
     if label_names:
         settings.append(("classes", _format_value(list(label_names))))
     settings.append(("rows", str(num_rows)))
@@ -164,6 +166,7 @@ def card_text(config: dict, curves: dict, num_rows: int, label_names: list[str] 
         data, template_str=TEMPLATE_PATH.read_text(encoding="utf-8"),
         pretty_name=pretty, model=model or "unknown", source=source, paper_url=_PAPER,
         settings=settings,
+        interrupted=interrupted,
         versions=", ".join(f"{name} {version}" for name, version in versions.items()) if isinstance(versions, dict)
         else "",
         results=_results(config, curves),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,27 +16,36 @@ from urllib.parse import urlsplit
 
 from ..defaults import SAMPLE_SUFFIXES, default_model_path, sample_images
 from ..errors import MoXIError
-from ..options import DTYPES, MASKINGS, METHOD_OPTIONS, REWARD_NAMES, Option
+from ..options import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_INTERACTION_TOP,
+    DEFAULT_REWARD,
+    DTYPES,
+    MASKINGS,
+    METHOD_OPTIONS,
+    REWARD_NAMES,
+    Option,
+)
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE",
     "InputImage",
     "is_url",
     "add_batch_size_flag",
     "add_common_flags",
+    "add_interaction_flags",
     "add_method_option_flags",
     "add_model_flags",
     "add_removal_flags",
     "add_sub_command",
     "batches",
-    "describe_class",
     "finish",
+    "interaction_top",
     "load_explainer",
     "load_images",
+    "local_paths",
     "method_options",
     "model_label",
     "output_names",
-    "players_text",
     "positive_int",
     "print_line",
     "read_images",
@@ -48,7 +56,6 @@ __all__ = [
 ]
 
 DEVICE_CHOICES = ("cpu", "cuda")
-DEFAULT_BATCH_SIZE = 8
 
 
 def _int_at_least(text: str, minimum: int, expected: str) -> int:
@@ -91,8 +98,8 @@ def add_removal_flags(group, device_choices: Sequence[str] = DEVICE_CHOICES, dev
     """``--masking``, ``--reward``, ``--players-grid``, ``--dtype``, ``--device``: how the model is run and masked."""
     group.add_argument("--masking", choices=MASKINGS, default="auto",
                        help="token removal (ViT family) or pixel masking (any classifier); auto picks (default: auto)")
-    group.add_argument("--reward", choices=REWARD_NAMES, default="log-odds",
-                       help="value of a coalition from the label's logit (default: log-odds)")
+    group.add_argument("--reward", choices=REWARD_NAMES, default=DEFAULT_REWARD,
+                       help=f"value of a coalition from the label's logit (default: {DEFAULT_REWARD})")
     group.add_argument("--players-grid", type=positive_int, metavar="G",
                        help="G×G players, each a block of patches; G must divide the patch grid "
                             "(default: one per patch)")
@@ -103,6 +110,15 @@ def add_removal_flags(group, device_choices: Sequence[str] = DEVICE_CHOICES, dev
 def add_batch_size_flag(group) -> None:
     group.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="N",
                        help=f"images explained together, sharing forward passes (default: {DEFAULT_BATCH_SIZE})")
+
+
+def add_interaction_flags(parser, switch: bool = True, switch_help: str = "") -> None:
+    """``--interaction-top K`` (and ``--interactions`` when ``switch``); the commands' one declaration of both."""
+    if switch:
+        parser.add_argument("--interactions", action="store_true", help=switch_help)
+    parser.add_argument("--interaction-top", type=interaction_top, metavar="K",
+                        help=f"players of the order in the interaction map (default: {DEFAULT_INTERACTION_TOP}; "
+                             "at least 2)" + (", with --interactions" if switch else ""))
 
 
 def add_model_flags(parser: argparse.ArgumentParser, output_help: str, default_output: str) -> None:
@@ -146,8 +162,9 @@ def add_method_option_flags(parser: argparse.ArgumentParser, curve_safe_only: bo
         if option.type is bool:
             group.add_argument(flag, action="store_true", default=option.default if defaults else None, help=text)
         else:
-            group.add_argument(flag, type=positive_int if option.name == "num_samples" else option.type,
-                               default=option.default if defaults else None,
+            kind = option.type if option.minimum is None else positive_int if option.minimum == 1 else (
+                lambda text, minimum=option.minimum: _int_at_least(text, minimum, f"an integer of at least {minimum}"))
+            group.add_argument(flag, type=kind, default=option.default if defaults else None,
                                metavar=option.name.split("_")[-1][0].upper(), help=text)
 
 
@@ -268,6 +285,11 @@ def finish(bad: Sequence[str], total: int) -> int:
     return 1
 
 
+def local_paths(images: Sequence[InputImage]) -> list[Path]:
+    """The files among ``images`` (URLs left out): the inputs an output folder must not hold."""
+    return [Path(image.path) for image in images if not is_url(image.path)]
+
+
 def load_images(images: Sequence[InputImage]) -> list:
     """RGB PIL images of ``images``."""
     from ..images import load_image
@@ -298,38 +320,10 @@ def batches(items: Sequence, size: int) -> Iterator[tuple[int, Sequence]]:
         yield start, items[start: start + size]
 
 
-def describe_class(index: int | None, name: str | None) -> str:
-    """``7`` when the class name is the index itself, else ``281 ("tabby cat")`` (as the figures write it)."""
-    from ..plotting.compare import describe_class as describe  # imported here: no numpy for --help
-
-    return describe(index, name)
-
-
-def players_text(explanation) -> str:
-    """'49 patches' or '16 players (2x2 patches each)'."""
-    rows, cols = explanation.grid
-    n_players = rows * cols
-    if explanation.patch_grid is None or tuple(explanation.patch_grid) == tuple(explanation.grid):
-        return f"{n_players} patches"
-    group = (explanation.patch_grid[0] // rows, explanation.patch_grid[1] // cols)
-    return f"{n_players} players ({group[0]}x{group[1]} patches each)"
-
-
-def summary_line(name: str, explanation, where: str, predicted_name: str | None = None) -> str:
-    """One line per image for the terminal."""
-    predicted = describe_class(explanation.predicted, predicted_name)
-    label = describe_class(explanation.label, explanation.label_name)
-    total = players_text(explanation)
-    if explanation.reached:
-        if explanation.curve == "insertion":
-            needed = f"{explanation.patches_needed} of {total} needed to predict it"
-        else:
-            needed = f"{explanation.patches_needed} of {total} removed to change the prediction"
-    else:
-        needed = ("never predicted it, even with all " if explanation.curve == "insertion"
-                  else "prediction survives removing all ") + total
-    return (f"{name}: predicted {predicted}; explained {label} with {explanation.method} "
-            f"({explanation.curve}): {needed} -> {where}")
+def summary_line(name: str, explanation, where: str) -> str:
+    """One line per image for the terminal: the prediction, what was explained and its "patches needed" sentence."""
+    return (f"{name}: predicted {explanation.predicted_text}; explained {explanation.label_text} with "
+            f"{explanation.method} ({explanation.curve}): {explanation.needed_text} -> {where}")
 
 
 def model_label(args: argparse.Namespace, explainer) -> str:
@@ -345,10 +339,3 @@ def print_line(quiet: bool, text: str, file=None) -> None:
         from tqdm.auto import tqdm
 
         tqdm.write(text, file=file or sys.stdout)
-
-
-def remove_tree(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()

@@ -5,13 +5,14 @@ For each image it writes ``DIR/<image>/compare.png`` (a row of heatmaps, one per
 ``DIR/<image>/compare.json`` (per method and curve: order, p(label) and prediction per k,
 patches needed, AUC) and, when MoXI is among the methods, ``DIR/<image>/compare_interactions.png``
 (MoXI's interaction map and gain split). The computation is :func:`moxi_hf.compare.compare_methods`.
-The output folder is the command's own, as for ``moxi explain``.
+The output folder is the command's own, as for ``moxi explain`` (:mod:`moxi_hf.artifacts.output_dir`).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,28 +20,26 @@ from ..compare import INTERACTIONS_METHOD
 from ..options import CURVES, DEFAULT_INTERACTION_TOP, METHOD_NAMES
 from .common import (
     InputImage,
+    add_interaction_flags,
     add_method_option_flags,
     add_model_flags,
     add_sub_command,
     batches,
-    describe_class,
     finish,
     load_explainer,
     load_images,
+    local_paths,
     method_options,
     output_names,
     readable_images,
 )
-from .explain import (
-    add_interaction_flags,
-    check_output_dir,
-    staged_output,
-)
 
-__all__ = ["add_parser", "compare_images", "run"]
+__all__ = ["COMPARE_FILES", "add_parser", "compare_images", "run"]
 
 DEFAULT_OUTPUT_DIR = "moxi-compare"
 INTERACTIONS_FILE = "compare_interactions.png"
+#: what a comparison writes in each image's folder
+COMPARE_FILES = ("compare.png", "compare.json", INTERACTIONS_FILE)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -65,15 +64,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def compare_options(methods: Sequence[str], args: argparse.Namespace) -> dict[str, dict]:
+    """method -> its options from the flags (those that keep orders complete; flags for other methods ignored)."""
+    return {name: method_options(name, args, strict=False, curve_safe_only=True) for name in methods}
+
+
 def compare_images(explainer, images: Sequence[InputImage], names: Sequence[str], args: argparse.Namespace,
-                   methods: Sequence[str], explicit: bool = True, folder: Path | None = None) -> list[dict]:
+                   methods: Sequence[str], explicit: bool = True, folder: Path | None = None,
+                   finished: list | None = None) -> list[dict]:
     """Compare ``methods`` on every image in batches; write compare.png / compare.json (and MoXI's
     compare_interactions.png); print a summary.
 
     ``folder``: where to write (default ``--output-dir``); the printed paths always name ``--output-dir``.
+    ``finished``: each image's result is appended to it once its files are written (and returned).
     """
-    import sys
-
     from tqdm.auto import tqdm
 
     from ..artifacts import public_name
@@ -81,10 +85,10 @@ def compare_images(explainer, images: Sequence[InputImage], names: Sequence[str]
     from ..fileio import write_json
     from ..plotting import plot_comparison, save_figure
 
-    options = {name: method_options(name, args, strict=False, curve_safe_only=True) for name in methods}
+    options = compare_options(methods, args)
     output_dir = Path(args.output_dir)
     folder = folder or output_dir
-    results = []
+    results = finished if finished is not None else []
     warned: set[str] = set()
     with tqdm(total=len(images), desc="compare", unit="image", disable=args.quiet) as bar:
         for start, chunk in batches(list(images), args.batch_size):
@@ -108,7 +112,7 @@ def compare_images(explainer, images: Sequence[InputImage], names: Sequence[str]
                         folder / name / INTERACTIONS_FILE)
                 if not args.quiet:
                     needed = ", ".join(f"{m} {r[args.curve]['patches_needed']}" for m, r in result["methods"].items())
-                    predicted = describe_class(result["predicted"], result["predicted_name"])
+                    predicted = explainer.label_text(result["predicted"])
                     tqdm.write(f"{image.file_name}: predicted {predicted}"
                                f"; patches needed ({args.curve}): {needed} -> {output_dir / name / 'compare.png'}",
                                file=sys.stdout)
@@ -118,25 +122,47 @@ def compare_images(explainer, images: Sequence[InputImage], names: Sequence[str]
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..artifacts import public_name
-    from ..fileio import write_json
+    from ..artifacts import prepare_output_dir, publishable_config, run_settings
+    from ..fileio import package_versions, write_json
+    from .explain import INTERRUPTED, interrupted_note
 
     methods = list(dict.fromkeys(args.methods or METHOD_NAMES))
     explicit = bool(args.methods)
     output_dir = Path(args.output_dir)
-    note = check_output_dir(output_dir, args.overwrite, command="compare")
     images, bad = readable_images(args)  # before loading the model
+    output = prepare_output_dir(output_dir, "compare", overwrite=args.overwrite, inputs=local_paths(images))
     explainer = load_explainer(args)
     names = output_names(images)
-    with staged_output(output_dir, note) as staging:
-        results = compare_images(explainer, images, names, args, methods, explicit=explicit, folder=staging)
-        # Marks the folder as this command's own (a rerun replaces it; see check_output_dir).
-        write_json(staging / "config.json", {
-            "kind": "compare", "command": "moxi compare", "model": public_name(explainer.name),
-            "methods": list(results[0]["methods"]), "curve": args.curve, "images": list(names)})
+    results: list = []
+    stopped = False
+    try:
+        with output.staged() as staging:
+            try:
+                compare_images(explainer, images, names, args, methods, explicit=explicit, folder=staging,
+                               finished=results)
+            except KeyboardInterrupt:
+                if not results:
+                    raise
+                stopped = True
+                for name in names[len(results):]:
+                    for file in COMPARE_FILES:
+                        (staging / name / file).unlink(missing_ok=True)
+            compared = list(results[0]["methods"])
+            config = run_settings(kind="compare", model=explainer.name, methods=compared, curves=list(CURVES),
+                                  method_options=compare_options(compared, args), explainer=explainer,
+                                  command="moxi compare", curve=args.curve,
+                                  images=names[:len(results)], versions=package_versions())
+            if stopped:
+                config["interrupted"] = {"images": len(results), "of": len(images)}
+            write_json(staging / "config.json", publishable_config(config))
+    except KeyboardInterrupt:
+        print(interrupted_note("compare", 0, len(images), output_dir), file=sys.stderr)
+        return INTERRUPTED
+    if stopped:
+        print(interrupted_note("compare", len(results), len(images), output_dir), file=sys.stderr)
+        return INTERRUPTED
     if not args.quiet:
-        moxi = INTERACTIONS_METHOD in results[0]["methods"]
-        files = "compare.png, compare.json" + (f", {INTERACTIONS_FILE}" if moxi else "")
-        print(f"Compared {len(results[0]['methods'])} method(s) on {len(images)} image(s): per image "
+        files = "compare.png, compare.json" + (f", {INTERACTIONS_FILE}" if INTERACTIONS_METHOD in compared else "")
+        print(f"Compared {len(compared)} method(s) on {len(images)} image(s): per image "
               f"{output_dir}{os.sep}<image>{os.sep}{{{files}}}")
     return finish(bad, len(bad) + len(images))

@@ -9,14 +9,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..options import CURVES, DEFAULT_DATASET, DEFAULT_INTERACTION_TOP, DEFAULT_NUM_IMAGES, METHOD_NAMES
+from ..errors import MoXIError
+from ..options import CURVES, DEFAULT_DATASET, DEFAULT_NUM_IMAGES, METHOD_NAMES, METHOD_OPTIONS
 from .common import (
     DEVICE_CHOICES,
     add_batch_size_flag,
+    add_interaction_flags,
     add_method_option_flags,
     add_removal_flags,
     add_sub_command,
-    interaction_top,
     positive_int,
 )
 
@@ -52,8 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"the first N correctly classified images (default: {DEFAULT_NUM_IMAGES})")
     count.add_argument("--per-class", type=positive_int, metavar="K",
                        help="the first K correctly classified images of every class (the paper: 1)")
-    data.add_argument("--seed", type=int, default=0,
-                      help="shuffle seed, also full-shapley's sampling seed (default: 0)")
+    seed = next(option for option in METHOD_OPTIONS["full-shapley"] if option.name == "seed")
+    data.add_argument("--seed", type=seed.type, default=seed.default,
+                      help=f"shuffle seed, also full-shapley's sampling seed (default: {seed.default})")
 
     model = parser.add_argument_group("model and methods")
     model.add_argument("--model", metavar="PATH_OR_ID",
@@ -67,13 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_batch_size_flag(model)
 
     add_method_option_flags(parser, curve_safe_only=True, defaults=True, skip=("seed",))  # --seed: above
-    model.add_argument("--interactions", action="store_true",
-                       help="MoXI rows also store the gain split and the interaction map of the first K players; "
-                            "the summary gives the share of the gain of the patches needed that came from "
-                            "interaction")
-    model.add_argument("--interaction-top", type=interaction_top, default=DEFAULT_INTERACTION_TOP, metavar="K",
-                       help=f"with --interactions: players in the interaction map (default: {DEFAULT_INTERACTION_TOP}; "
-                            "at least 2)")
+    add_interaction_flags(model, switch_help="MoXI rows also store the gain split and the interaction map of the "
+                                             "first K players; the summary gives the share of the gain of the "
+                                             "patches needed that came from interaction")
 
     output = parser.add_argument_group("output")
     output.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, metavar="DIR",
@@ -94,8 +92,11 @@ def config_from_args(args: argparse.Namespace):
 
     from ..evaluation import EvaluationConfig
 
-    given = {field.name: getattr(args, field.name) for field in fields(EvaluationConfig) if hasattr(args, field.name)}
-    # every flag is named like its config field; two need converting
+    if args.interaction_top is not None and not args.interactions:
+        raise MoXIError("--interaction-top only applies with --interactions")
+    # every flag is named like its config field (a flag not given keeps the field's default); two need converting
+    given = {field.name: getattr(args, field.name) for field in fields(EvaluationConfig)
+             if getattr(args, field.name, None) is not None}
     return EvaluationConfig(**{**given, "curves": list(dict.fromkeys(args.curves)),
                                "device": None if args.device == "auto" else args.device})
 

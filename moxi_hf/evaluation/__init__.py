@@ -7,22 +7,24 @@ then the accuracy curve (is the label still/already predicted after k = 0..P pla
 deleted/inserted, k = 0 measured) and the confidence curve p(label), averaged over the images;
 AUC = the mean of a curve over k = 0..P (:func:`moxi_hf.metrics.aggregate_curves`).
 
-- :mod:`.config`: :class:`EvaluationConfig` and defaults
+- :mod:`.config`: :class:`EvaluationConfig` (the methods' options derived from their declarations)
 - :mod:`.data`: the split (Hub id or local folder), its seeded order, random access
 - :mod:`.selection`: the correctly classified images evaluated
-- :mod:`.run`: the sharded, resumable run and the output folder (layout of :mod:`moxi_hf.artifacts`)
+- :mod:`.run`: the run: select data → explain chunks → write rows → summarise
+- :mod:`.devices`, :mod:`.state`, :mod:`.shards`, :mod:`.outputs`, :mod:`.summary`: each process's device,
+  the hidden resume state, the chunks shared between processes, the finished folder, the text table
 """
 
 from __future__ import annotations
 
-from ..artifacts import PARTIAL_DIR
-from .config import DEFAULT_DATASET, DEFAULT_MODEL, DEFAULT_NUM_IMAGES, EvaluationConfig, default_model, method_options
+from .config import DEFAULT_DATASET, DEFAULT_NUM_IMAGES, EvaluationConfig, method_options
 from .data import DataSource, open_dataset
-from .run import check_output_dir, evaluate, explain_chunk, format_summary, methods_for
+from .run import evaluate, methods_for
 from .selection import select_images
+from .shards import explain_chunk
+from .summary import format_summary
 
 __all__ = [
-    "DEFAULT_DATASET", "DEFAULT_MODEL", "DEFAULT_NUM_IMAGES", "PARTIAL_DIR", "DataSource", "EvaluationConfig",
-    "check_output_dir", "default_model", "evaluate", "explain_chunk", "format_summary", "method_options",
-    "methods_for", "open_dataset", "select_images",
+    "DEFAULT_DATASET", "DEFAULT_NUM_IMAGES", "DataSource", "EvaluationConfig", "evaluate", "explain_chunk",
+    "format_summary", "method_options", "methods_for", "open_dataset", "select_images",
 ]

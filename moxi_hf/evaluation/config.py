@@ -1,42 +1,48 @@
-"""What one evaluation run needs: :class:`EvaluationConfig` and its defaults."""
+"""What one evaluation run needs: :class:`EvaluationConfig`, its defaults, and the options of each method.
+
+The methods' options (``seed``, ``num_samples``, ...) are not restated here: every option a method
+declares in :data:`moxi_hf.options.METHOD_OPTIONS` that keeps orders complete and has a flag becomes
+a field of the config, with the declared type and default (as ``moxi evaluate``'s flags do).
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field, make_dataclass
 
 from ..errors import MoXIError
 from ..options import (
     CURVES,
+    DEFAULT_BATCH_SIZE,
     DEFAULT_DATASET,
     DEFAULT_INTERACTION_TOP,
     DEFAULT_NUM_IMAGES,
+    DEFAULT_REWARD,
     METHOD_NAMES,
     METHOD_OPTIONS,
+    Option,
+    check_curve,
 )
 
-__all__ = ["DEFAULT_DATASET", "DEFAULT_MODEL", "DEFAULT_NUM_IMAGES", "EvaluationConfig", "default_model",
-           "method_options"]
-
-#: The shipped checkpoint, used when no model is given (same default as ``moxi explain``).
-DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "models" / "moxi-vit-mnist")
+__all__ = ["DEFAULT_DATASET", "DEFAULT_NUM_IMAGES", "EvaluationConfig", "method_options"]
 
 
-def default_model() -> str:
-    """The default model: ``moxi_hf.defaults.default_model_path()``, as ``moxi explain`` (MoXIError when missing)."""
-    from ..defaults import default_model_path
-
-    return os.fspath(default_model_path())
+def _evaluated_options() -> dict[str, Option]:
+    """name -> option, for the options an evaluation sets (curve-safe, with a flag), from every method."""
+    found: dict[str, Option] = {}
+    for options in METHOD_OPTIONS.values():
+        for option in options:
+            if option.curve_safe and option.cli:
+                found.setdefault(option.name, option)
+    return found
 
 
 @dataclass
-class EvaluationConfig:
-    """Everything one evaluation run needs. ``None`` fields get their documented default."""
+class _EvaluationSettings:
+    """Everything one evaluation run needs except the methods' options. ``None`` fields get their documented default."""
 
     output_dir: str
-    model: str | None = None  # default: :func:`default_model`
+    model: str | None = None  # default: moxi_hf.defaults.default_model_path() (honours MOXI_DEFAULT_MODEL)
     dataset: str = DEFAULT_DATASET  # Hub dataset id or a local folder (imagefolder)
     split: str | None = None  # default: validation (a local folder with one split: that split)
     streaming: bool = False
@@ -45,16 +51,14 @@ class EvaluationConfig:
     label_column: str = "label"
     methods: Sequence[str] | None = None  # default: every method the model supports
     curves: Sequence[str] = CURVES
-    num_images: int | None = None  # default 100 (without per_class)
+    num_images: int | None = None  # default DEFAULT_NUM_IMAGES (without per_class)
     per_class: int | None = None  # first K correct images of every class
-    seed: int = 0
-    num_samples: int = 200  # full-shapley samples per player
     masking: str = "auto"
-    reward: str = "log-odds"
+    reward: str = DEFAULT_REWARD
     players_grid: int | tuple[int, int] | None = None
     dtype: str = "float32"
     device: str | None = None  # None/"auto": the process's accelerator (Accelerate), "cpu" forces CPU
-    batch_size: int = 8  # images explained together
+    batch_size: int = DEFAULT_BATCH_SIZE  # images explained together
     overwrite: bool = False
     quiet: bool = False
     embed_images: bool = False  # a Hub dataset's pictures in the output (local datasets: always)
@@ -66,18 +70,21 @@ class EvaluationConfig:
     def validate(self) -> None:
         if self.num_images is not None and self.per_class is not None:
             raise MoXIError("give either --num-images or --per-class, not both")
-        for name in ("num_images", "per_class", "batch_size", "num_samples", "shuffle_buffer"):
+        minimums = {"num_images": 1, "per_class": 1, "batch_size": 1, "shuffle_buffer": 1}
+        minimums.update({name: option.minimum for name, option in _evaluated_options().items()
+                         if option.minimum is not None})
+        for name, minimum in minimums.items():
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or int(value) < 1):
-                raise MoXIError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+            if value is not None and (isinstance(value, bool) or int(value) < minimum):
+                expected = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+                raise MoXIError(f"{name.replace('_', '-')} must be {expected}, got {value!r}")
         if isinstance(self.interaction_top, bool) or not isinstance(self.interaction_top, int) \
                 or self.interaction_top < 2:
             raise MoXIError(f"interaction-top must be an integer of at least 2, got {self.interaction_top!r}")
-        for curve in self.curves:
-            if curve not in CURVES:
-                raise MoXIError(f"unknown curve {curve!r}; choose insertion and/or deletion")
-        if not self.curves or len(set(self.curves)) != len(self.curves):
+        if isinstance(self.curves, str) or not self.curves or len(set(self.curves)) != len(self.curves):
             raise MoXIError("curves must be a non-empty list without repeats")
+        for curve in self.curves:
+            check_curve(curve)
         if self.methods is not None:
             for method in self.methods:
                 if method not in METHOD_NAMES:
@@ -86,8 +93,18 @@ class EvaluationConfig:
                 raise MoXIError("methods must be a non-empty list without repeats")
 
 
+#: the settings above plus one field per evaluated method option (``seed``, ``num_samples``, ...): its
+#: declared type and default. ``seed`` also seeds the shuffle of the split.
+EvaluationConfig = make_dataclass(
+    "EvaluationConfig",
+    [(name, option.type, field(default=option.default)) for name, option in _evaluated_options().items()],
+    bases=(_EvaluationSettings,),
+    namespace={"__doc__": _EvaluationSettings.__doc__ + " Method options: " + ", ".join(_evaluated_options()) + ".",
+               "__module__": __name__},
+)
 
-def method_options(name: str, config: EvaluationConfig) -> dict:
+
+def method_options(name: str, config) -> dict:
     """The options of method ``name`` taken from the config fields of the same name (declared per method)."""
     return {option.name: getattr(config, option.name) for option in METHOD_OPTIONS.get(name, ())
-            if option.curve_safe and option.cli and hasattr(config, option.name)}
+            if option.name in _evaluated_options() and hasattr(config, option.name)}

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import MoXIError
+from ..value import check_label as check_class
 from .config import EvaluationConfig
 
 __all__ = [
@@ -162,11 +163,10 @@ def fetch_examples(source: DataSource, indices: Sequence[int]) -> dict[int, dict
 
 
 def check_label(label, num_labels: int, index: int) -> int:
-    if label is None or isinstance(label, bool) or not isinstance(label, (int, np.integer)):
-        raise MoXIError(f"image {index} has label {label!r}; the label column must hold class indices")
-    label = int(label)
-    if not 0 <= label < num_labels:
-        if label < 0:
-            raise MoXIError(f"image {index} has label {label}: this split has no labels (use a labelled split)")
-        raise MoXIError(f"image {index} has label {label} but the model has {num_labels} classes (0..{num_labels - 1})")
-    return label
+    """The label of the dataset's image ``index`` as a class of the model (:func:`moxi_hf.value.check_label`)."""
+    if isinstance(label, (int, np.integer)) and not isinstance(label, bool) and label < 0:
+        raise MoXIError(f"image {index} has label {label}: this split has no labels (use a labelled split)")
+    try:
+        return check_class(label, num_labels)
+    except MoXIError as error:
+        raise MoXIError(f"image {index}: {error}; the label column must hold the model's class indices") from None
