@@ -23,6 +23,7 @@ import io
 import os
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,10 +76,14 @@ def _open(path: Path) -> Image.Image:
 def _decode(source: Path | io.BytesIO, name: str) -> Image.Image:
     """The decoded image of a file or of fetched bytes; ``name`` (path or URL) is for the error."""
     try:
-        with Image.open(source) as opened:
-            opened.load()
-            return opened.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        with warnings.catch_warnings():
+            # PIL warns about images over its pixel limit and refuses those over twice it: both are refused here
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as opened:
+                opened.load()
+                return opened.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
+            Image.DecompressionBombError) as error:
         raise MoXIError(f"cannot read image {name!r}: {error}") from None
 
 

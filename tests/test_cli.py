@@ -134,8 +134,6 @@ def test_explain_default_writes_json_and_heatmap_per_sample(default_run, samples
 
 def test_explain_default_also_writes_a_dataset_layout(default_run, samples):
     _, out, _, _ = default_run
-    if not hasattr(moxi_hf.artifacts, "save_explanations"):
-        pytest.skip("moxi_hf.artifacts.save_explanations is not available")
     from datasets import load_dataset
 
     rows = load_dataset("parquet", data_files=str(out / "data" / "explanations.parquet"), split="train")

@@ -320,11 +320,29 @@ def _requirement_names(lines) -> set[str]:
     return names
 
 
+def _project() -> dict:
+    """pyproject.toml's [project] table."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the test extra installs tomli, the same parser
+        import tomli as tomllib
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
 def test_space_requirements_match_pyproject():
-    tomllib = pytest.importorskip("tomllib")
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = _project()
     wanted = _requirement_names(project["dependencies"] + project["optional-dependencies"]["demo"])
     assert _requirement_names((ROOT / "requirements.txt").read_text().splitlines()) == wanted
+
+
+def test_the_missing_gradio_message_names_the_required_version(monkeypatch):
+    from moxi_hf.demo.app import import_gradio
+
+    (required,) = _project()["optional-dependencies"]["demo"]
+    monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio now fails
+    with pytest.raises(MoXIError, match="needs Gradio") as caught:
+        import_gradio()
+    assert f'pip install "{required}"' in str(caught.value)
 
 
 # -- end to end, in a real browser ------------------------------------------------------------------

@@ -99,3 +99,35 @@ def test_explanation_json_round_trip_and_plot(explainer, tmp_path):
     explanation.plot(figure_path)
     with Image.open(figure_path) as png:
         assert png.format == "PNG" and png.size[0] > 100
+
+
+def _made(curve: str, needed: int, predictions: list[int], label: int = 3, predicted: int = 3, grid=(2, 2),
+          patch_grid=None, label_name=None) -> Explanation:
+    return Explanation(method="moxi", curve=curve, label=label, order=list(range(grid[0] * grid[1])),
+                       heatmap=[[0.0] * grid[1]] * grid[0], patches_needed=needed, grid=grid, patch_grid=patch_grid,
+                       curve_predictions=predictions, predicted=predicted, label_name=label_name,
+                       predicted_name="eight" if predicted == 8 else None)
+
+
+@pytest.mark.parametrize("explanation, sentence", [
+    (_made("insertion", 1, [0, 3, 3, 3, 3]), "1 of 4 patches needed to predict 3"),
+    (_made("insertion", 2, [0, 0, 3, 3, 3], grid=(2, 2), patch_grid=(4, 4)),
+     "2 of 4 players (2x2 patches each) needed to predict 3"),
+    (_made("insertion", 4, [0] * 5), "3 is never predicted, not even with all 4 patches"),
+    (_made("insertion", 1, [3, 3], grid=(1, 1)), "1 of 1 patch needed to predict 3"),
+    (_made("deletion", 2, [3, 3, 0, 0, 0]), "2 of 4 patches removed to change the prediction from 3"),
+    (_made("deletion", 4, [3] * 5, label_name="cat"),
+     'the prediction stays 3 ("cat") even with all 4 patches removed'),
+    (_made("deletion", 1, [8, 8, 8, 8, 8], predicted=8),
+     '3 is not predicted even with all 4 patches (the model predicts 8 ("eight"))'),
+])
+def test_the_patches_needed_sentence(explanation, sentence):
+    assert explanation.needed_text == sentence
+
+
+def test_label_text_comes_from_the_explainers_label_names(explainer, pixel_values):
+    explanation = explainer.explain(pixel_values[0], "gradcam", label=2)
+    assert explainer.label_name(2) == "LABEL_2" and explainer.label_text(2) == '2 ("LABEL_2")'
+    assert explanation.label_text == '2 ("LABEL_2")'
+    assert explanation.predicted_text == explainer.label_text(explanation.predicted)
+    assert explainer.label_names() == [f"LABEL_{index}" for index in range(5)]

@@ -221,3 +221,12 @@ def test_sixteen_bit_copy_of_a_digit_is_explained_like_the_original(tmp_path):
         assert first.curve_probabilities == second.curve_probabilities
     # What convert("RGB") gives (clipping) is another picture.
     assert (clipped == 255).mean() > 2 * (eight == 255).mean()
+
+
+@pytest.mark.parametrize("side", [40, 50])  # over PIL's pixel limit (it warns), over twice it (it refuses)
+def test_an_image_over_the_pixel_limit_is_refused_without_a_warning(tmp_path, monkeypatch, side):
+    path = tmp_path / "big.png"
+    Image.new("L", (side, side)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(MoXIError, match=f"cannot read image .*big.png.*{side * side} pixels"):
+        load_image(path)

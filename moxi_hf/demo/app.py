@@ -45,7 +45,7 @@ def import_gradio():
     try:
         import gradio
     except ImportError:
-        raise MoXIError("the web demo needs Gradio: pip install -e \".[demo]\" (or pip install \"gradio>=5\")") from None
+        raise MoXIError("the web demo needs Gradio: pip install -e \".[demo]\" (or pip install \"gradio>=6,<7\")") from None
     return gradio
 
 

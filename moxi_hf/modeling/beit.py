@@ -35,8 +35,8 @@ def window_bias(module: nn.Module, resolution: tuple[int, int], patch_size: int,
 class MoXIBeitLayer(BeitLayer):
     """``BeitLayer`` whose own relative position bias follows ``token_index`` (the kept tokens)."""
 
-    # Copied from transformers.models.beit.modeling_beit.BeitLayer.forward with the bias built for the
-    # full sequence and then selected for the kept tokens (the stock layer sizes it from hidden_states).
+    # Copied from transformers.models.beit.modeling_beit.BeitLayer.forward
+    # differs from transformers (replaces 1 line, 307c673fca): takes the kept tokens and the patch count
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -47,12 +47,16 @@ class MoXIBeitLayer(BeitLayer):
         num_patches: int | None = None,
         **kwargs,
     ) -> torch.Tensor:
+        # same as transformers
         if self.relative_position_bias is not None:
+            # differs from transformers (replaces 3 lines, 0b547bdf0e): the bias is built for the full sequence,
+            # then selected for the kept tokens (the stock layer sizes it from hidden_states)
             num_patches = hidden_states.shape[1] - 1 if num_patches is None else num_patches
             relative_position_bias = window_bias(
                 self.relative_position_bias, resolution, self.patch_size, num_patches, interpolate_pos_encoding,
                 token_index,
             )
+            # same as transformers
             attention_mask = (
                 relative_position_bias + attention_mask if attention_mask is not None else relative_position_bias
             )

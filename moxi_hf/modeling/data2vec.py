@@ -73,8 +73,9 @@ class MoXIData2VecVisionModel(TokenRemovalModel, Data2VecVisionModel):
     def pool(self, sequence_output: torch.Tensor) -> torch.Tensor | None:
         return pool_kept_tokens(self.pooler, sequence_output)
 
-    # Copied from transformers.models.data2vec.modeling_data2vec_vision.Data2VecVisionModel.forward with the
-    # tokens outside ``embedding_mask`` removed after the embeddings (this older code has no output capturing).
+    # Copied from transformers.models.data2vec.modeling_data2vec_vision.Data2VecVisionModel.forward
+    # differs from transformers (replaces 2 lines, 8cd40368c8): no docstring decorator; embedding_mask, and no
+    # attention_mask (refused, as the stock model has none)
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -89,7 +90,10 @@ class MoXIData2VecVisionModel(TokenRemovalModel, Data2VecVisionModel):
     ) -> BaseModelOutputWithPooling:
         if attention_mask is not None:
             raise ValueError("Data2VecVision takes no attention_mask")
+        # same as transformers
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        # differs from transformers (replaces 12 lines, 1f9f350079): the tokens outside embedding_mask are removed
+        # after the embeddings; the layers run through run_layers (this older code has no output capturing)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         embedding_output = self.embed(pixel_values, bool_masked_pos)

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
+from ..labels import label_text
 from ..options import CURVES
 from ._figure import new_figure
 from .heatmap import plot_explanation
 
-__all__ = ["describe_class", "plot_comparison"]
-
-
-def describe_class(index: int | None, name: str | None) -> str:
-    """``7`` when the class name is the index itself, else ``281 ("tabby cat")``."""
-    if index is None:
-        return "?"
-    return str(index) if name is None or name == str(index) else f'{index} ("{name}")'
+__all__ = ["plot_comparison"]
 
 
 def plot_comparison(result: dict, title: str | None = None, image=None):
@@ -34,7 +28,7 @@ def plot_comparison(result: dict, title: str | None = None, image=None):
     if image is not None:
         image_ax.imshow(image, interpolation="nearest")
     image_ax.set_axis_off()
-    image_ax.set_title(f"input\npredicted {describe_class(result['predicted'], result['predicted_name'])}", fontsize=9)
+    image_ax.set_title(f"input\npredicted {label_text(result['predicted'], result['predicted_name'])}", fontsize=9)
     n_players = result["grid"][0] * result["grid"][1]
     for ax, name in zip(heat_axes[1:], methods):
         explanation = result["methods"][name]["heatmap"]
@@ -53,6 +47,6 @@ def plot_comparison(result: dict, title: str | None = None, image=None):
         ax.grid(alpha=0.3)
         ax.set_title(f"{curve} curve (legend: AUC)", fontsize=9)
         ax.legend(fontsize=7, loc="lower right" if curve == "insertion" else "upper right")
-    label = describe_class(result["label"], result["label_name"])
+    label = label_text(result["label"], result["label_name"])
     figure.suptitle(title or f"label {label}; heatmaps: {result['curve']} orders", fontsize=10)
     return figure

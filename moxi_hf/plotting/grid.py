@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..labels import label_text
 from ._figure import new_figure
 from .heatmap import draw_heatmap
 
@@ -31,9 +32,9 @@ def plot_heatmap_grid(rows: Sequence[dict], methods: Sequence[str], curve: str, 
             ax = axes[r][c]
             if c == 0:
                 first = next((by_key[(index, m, curve)] for m in methods if (index, m, curve) in by_key), None)
-                label = first["label"] if first else "?"
-                known = label_names and isinstance(label, int) and label < len(label_names)
-                name = label_names[label] if known else label
+                label = first["label"] if first else None
+                known = label_names and label is not None and 0 <= label < len(label_names)
+                name = label_text(label, label_names[label] if known else None)
                 if picture is not None:
                     ax.imshow(np.asarray(picture), interpolation="nearest")
                 ax.set_axis_off()
