@@ -28,6 +28,7 @@ from ..options import (
 )
 
 __all__ = [
+    "INTERRUPTED",
     "InputImage",
     "is_url",
     "add_batch_size_flag",
@@ -40,6 +41,7 @@ __all__ = [
     "batches",
     "finish",
     "interaction_top",
+    "interrupted_note",
     "load_explainer",
     "load_images",
     "local_paths",
@@ -56,6 +58,8 @@ __all__ = [
 ]
 
 DEVICE_CHOICES = ("cpu", "cuda")
+#: exit code of a run stopped by Ctrl+C (128 + SIGINT)
+INTERRUPTED = 130
 
 
 def _int_at_least(text: str, minimum: int, expected: str) -> int:
@@ -274,6 +278,15 @@ def readable_images(args: argparse.Namespace) -> tuple[list[InputImage], list[st
     for message in bad:
         print(f"moxi: skipping an image: {message}", file=sys.stderr)
     return images, bad
+
+
+def interrupted_note(command: str, done: int, total: int, output_dir: Path, compared: int | None = None) -> str:
+    """What an interrupted command says on stderr (``compared``: images of ``explain --compare`` compared)."""
+    if not done:
+        return f"moxi {command}: interrupted before any image was finished; nothing was written to {output_dir}"
+    also = f" ({compared} of them compared)" if compared is not None else ""
+    return (f"moxi {command}: interrupted after {done} of {total} images; the {done} finished{also} are written to "
+            f"{output_dir}{os.sep}, marked as interrupted in its config.json")
 
 
 def finish(bad: Sequence[str], total: int) -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 from ..compare import INTERACTIONS_METHOD
 from ..options import CURVES, DEFAULT_INTERACTION_TOP, METHOD_NAMES
 from .common import (
+    INTERRUPTED,
     InputImage,
     add_interaction_flags,
     add_method_option_flags,
@@ -26,6 +27,7 @@ from .common import (
     add_sub_command,
     batches,
     finish,
+    interrupted_note,
     load_explainer,
     load_images,
     local_paths,
@@ -124,7 +126,6 @@ def compare_images(explainer, images: Sequence[InputImage], names: Sequence[str]
 def run(args: argparse.Namespace) -> int:
     from ..artifacts import prepare_output_dir, publishable_config, run_settings
     from ..fileio import package_versions, write_json
-    from .explain import INTERRUPTED, interrupted_note
 
     methods = list(dict.fromkeys(args.methods or METHOD_NAMES))
     explicit = bool(args.methods)

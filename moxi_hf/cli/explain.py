@@ -19,6 +19,7 @@ from pathlib import Path
 from ..errors import MoXIError
 from ..options import CURVES, DEFAULT_INTERACTION_TOP, METHOD_NAMES
 from .common import (
+    INTERRUPTED,
     InputImage,
     add_interaction_flags,
     add_method_option_flags,
@@ -26,6 +27,7 @@ from .common import (
     add_sub_command,
     batches,
     finish,
+    interrupted_note,
     load_explainer,
     load_images,
     local_paths,
@@ -37,10 +39,7 @@ from .common import (
     summary_line,
 )
 
-__all__ = ["INTERRUPTED", "add_parser", "explain_images", "interrupted_note", "run"]
-
-#: exit code of a run stopped by Ctrl+C (128 + SIGINT)
-INTERRUPTED = 130
+__all__ = ["add_parser", "explain_images", "run"]
 DEFAULT_OUTPUT_DIR = "moxi-output"
 
 
@@ -70,15 +69,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                               "fields: which of the first K players worked together (MoXI: the "
                                               "self/interaction split of each step's gain)")
     return parser
-
-
-def interrupted_note(command: str, done: int, total: int, output_dir: Path, compared: int | None = None) -> str:
-    """What an interrupted command says on stderr (``compared``: images of ``explain --compare`` compared)."""
-    if not done:
-        return f"moxi {command}: interrupted before any image was finished; nothing was written to {output_dir}"
-    also = f" ({compared} of them compared)" if compared is not None else ""
-    return (f"moxi {command}: interrupted after {done} of {total} images; the {done} finished{also} are written to "
-            f"{output_dir}{os.sep}, marked as interrupted in its config.json")
 
 
 def explain_images(explainer, images: Sequence[InputImage], names: Sequence[str], args: argparse.Namespace,
