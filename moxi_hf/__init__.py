@@ -25,6 +25,8 @@ _EXPORTS = {
     "MoXIError": "errors",
     "Explainer": "explainer",
     "Explanation": "explanation",
+    "ExplanationSet": "explanation",
+    "Cost": "cost",
     "ExplainableModel": "loading",
     "load_explainable_model": "loading",
     "METHODS": "methods",
@@ -48,16 +50,18 @@ _EXPORTS = {
     "compare_methods": "compare",
     "comparison_to_dict": "compare",
 }
-_SUBMODULES = ("artifacts", "cli", "compare", "errors", "evaluation", "explainer", "explanation", "images",
-               "interactions", "loading", "methods", "metrics", "modeling", "options", "players", "plotting", "removal",
-               "sources", "value")
+_SUBMODULES = ("artifacts", "cli", "compare", "cost", "errors", "evaluation", "explainer", "explanation", "images",
+               "interactions", "labels", "loading", "methods", "metrics", "modeling", "options", "players", "plotting",
+               "removal", "sources", "value")
 
 __all__ = [
     "Artifacts",
     "Attribution",
+    "Cost",
     "ExplainableModel",
     "Explainer",
     "Explanation",
+    "ExplanationSet",
     "METHODS",
     "Method",
     "MoXIError",

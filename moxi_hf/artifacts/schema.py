@@ -153,6 +153,10 @@ def explanation_to_row(explanation, dataset_index: int = 0, accuracy_curve=None,
     }
 
 
+def _name(label_names: list[str] | None, label: int | None) -> str | None:
+    return label_names[label] if label_names and label is not None and 0 <= label < len(label_names) else None
+
+
 def row_to_explanation(row: dict, label_names: list[str] | None = None, config: dict | None = None):
     """An :class:`moxi_hf.Explanation` from one row (of any schema version); ``config``: the folder's settings.
 
@@ -168,8 +172,9 @@ def row_to_explanation(row: dict, label_names: list[str] | None = None, config: 
         method=row["method"],
         curve=row["curve"],
         label=label,
-        label_name=label_names[label] if label_names and 0 <= label < len(label_names) else None,
+        label_name=_name(label_names, label),
         predicted=row.get("predicted"),
+        predicted_name=_name(label_names, row.get("predicted")),
         order=[int(player) for player in row["order"]],
         scores=list(row["scores"]) if row.get("scores") else None,
         heatmap=[heat[r * cols:(r + 1) * cols] for r in range(rows)],
