@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["CURVES", "DEFAULT_DATASET", "DEFAULT_INTERACTION_TOP", "DEFAULT_NUM_IMAGES", "DTYPES", "MASKINGS",
-           "METHOD_NAMES", "METHOD_OPTIONS", "REWARD_NAMES", "Option", "flag_name"]
+           "METHOD_NAMES", "METHOD_OPTIONS", "REWARD_NAMES", "SHAPLEY_SAMPLERS", "Option", "flag_name"]
 
 #: method names in the order they are listed in help and errors
 METHOD_NAMES = ("moxi", "self-shapley", "full-shapley", "gradcam", "gradcam++", "attention-rollout")
@@ -20,6 +20,8 @@ CURVES = ("insertion", "deletion")
 MASKINGS = ("auto", "token", "pixel")
 REWARD_NAMES = ("log-odds", "log-prob", "logit")
 DTYPES = ("float32", "bfloat16")
+#: how full-shapley estimates Shapley values: permutation sampling (default), the paper's sampler, enumeration
+SHAPLEY_SAMPLERS = ("permutation", "original", "exact")
 #: ``moxi evaluate`` defaults: the dataset and how many correctly classified images
 DEFAULT_DATASET = "ILSVRC/imagenet-1k"
 DEFAULT_NUM_IMAGES = 100
@@ -41,6 +43,7 @@ class Option:
     help: str
     curve_safe: bool = True
     cli: bool = True  # False: Python API only
+    choices: tuple | None = None  # the accepted values, where they are a fixed list
 
     @property
     def flag(self) -> str:
@@ -61,8 +64,11 @@ METHOD_OPTIONS: dict[str, tuple[Option, ...]] = {
     ),
     "self-shapley": (),
     "full-shapley": (
-        Option("num_samples", int, 200, "full-shapley: Monte Carlo samples per player"),
+        Option("num_samples", int, 200, "full-shapley: permutations (permutation sampler) or contexts per player "
+                                        "(original); unused by exact"),
         Option("seed", int, 0, "full-shapley: random seed"),
+        Option("sampler", str, "permutation", "full-shapley: permutation (unbiased), original (the paper's sampler) "
+                                              "or exact (every coalition, up to 12 players)", choices=SHAPLEY_SAMPLERS),
     ),
     "gradcam": (Option("eigen_smooth", bool, False, "gradcam: first principal component of the map", cli=False),),
     "gradcam++": (Option("eigen_smooth", bool, False, "gradcam++: first principal component of the map", cli=False),),

@@ -147,8 +147,8 @@ def add_method_option_flags(parser: argparse.ArgumentParser, curve_safe_only: bo
             group.add_argument(flag, action="store_true", default=option.default if defaults else None, help=text)
         else:
             group.add_argument(flag, type=positive_int if option.name == "num_samples" else option.type,
-                               default=option.default if defaults else None,
-                               metavar=option.name.split("_")[-1][0].upper(), help=text)
+                               default=option.default if defaults else None, choices=option.choices,
+                               metavar=None if option.choices else option.name.split("_")[-1][0].upper(), help=text)
 
 
 def method_options(method: str, args: argparse.Namespace, strict: bool = True, curve_safe_only: bool = False) -> dict:

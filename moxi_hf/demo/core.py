@@ -131,7 +131,7 @@ def _stop_at_first_coalition(coalitions: int) -> None:
 def expected_coalitions(method: str, n_players: int) -> int | None:
     """Coalitions one image costs with this method's defaults, where it is known in advance (else None)."""
     if method == "full-shapley":
-        return 2 * n_players * get_method(method).num_samples + n_players + 1  # contexts, then the curve
+        return get_method(method).value_calls(n_players) + n_players + 1  # the samples, then the curve
     if method == "moxi":
         return 1 + n_players * (n_players + 1) // 2  # the empty (or full) coalition, then every greedy step
     return None

@@ -15,6 +15,7 @@ from ..options import (
     DEFAULT_NUM_IMAGES,
     METHOD_NAMES,
     METHOD_OPTIONS,
+    SHAPLEY_SAMPLERS,
 )
 
 __all__ = ["DEFAULT_DATASET", "DEFAULT_MODEL", "DEFAULT_NUM_IMAGES", "EvaluationConfig", "default_model",
@@ -48,7 +49,8 @@ class EvaluationConfig:
     num_images: int | None = None  # default 100 (without per_class)
     per_class: int | None = None  # first K correct images of every class
     seed: int = 0
-    num_samples: int = 200  # full-shapley samples per player
+    num_samples: int = 200  # full-shapley permutations (or contexts per player with sampler "original")
+    sampler: str = "permutation"  # full-shapley: permutation, original (the paper's) or exact
     masking: str = "auto"
     reward: str = "log-odds"
     players_grid: int | tuple[int, int] | None = None
@@ -73,6 +75,8 @@ class EvaluationConfig:
         if isinstance(self.interaction_top, bool) or not isinstance(self.interaction_top, int) \
                 or self.interaction_top < 2:
             raise MoXIError(f"interaction-top must be an integer of at least 2, got {self.interaction_top!r}")
+        if self.sampler not in SHAPLEY_SAMPLERS:
+            raise MoXIError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SHAPLEY_SAMPLERS)}")
         for curve in self.curves:
             if curve not in CURVES:
                 raise MoXIError(f"unknown curve {curve!r}; choose insertion and/or deletion")
