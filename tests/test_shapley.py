@@ -191,3 +191,17 @@ def test_cli_sampler_flag_is_used_and_recorded(tmp_path, capsys):
     game = explainer.value_function(pixel_values, [explanation["label"]])
     both = game(torch.tensor([[False], [True]]))
     assert explanation["scores"] == pytest.approx([float(both[1] - both[0])], abs=1e-6)
+
+
+@pytest.mark.parametrize("rows_per_call", [50, 300])  # one image's coalitions split; two images per call
+def test_results_do_not_depend_on_how_coalitions_are_split_into_calls(seven, monkeypatch, rows_per_call):
+    _, game, _, exact = seven
+    from moxi_hf.methods import full_shapley
+
+    monkeypatch.setattr(full_shapley, "_ROWS_PER_CALL", rows_per_call)
+    split_exact = get_method("full-shapley", sampler="exact").attribute(game, "insertion").scores
+    split = get_method("full-shapley", num_samples=10).attribute(game, "insertion").scores
+    monkeypatch.undo()
+    whole = get_method("full-shapley", num_samples=10).attribute(game, "insertion").scores
+    assert float((split_exact.double() - exact).abs().max()) < 1e-5
+    torch.testing.assert_close(split, whole, atol=1e-5, rtol=0)
