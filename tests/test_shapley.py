@@ -17,6 +17,7 @@ import torch
 
 from moxi_hf import Explainer, MoXIError, get_method
 from moxi_hf.cli import main
+from moxi_hf.evaluation import EvaluationConfig
 from moxi_hf.methods.full_shapley import MAX_EXACT_PLAYERS
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "moxi-vit-mnist"
@@ -170,6 +171,8 @@ def test_exact_and_bad_samplers_are_refused_with_one_line(tmp_path, capsys):
         get_method("full-shapley", sampler="kernel")
     with pytest.raises(MoXIError, match="num_samples must be an integer of at least 1"):
         get_method("full-shapley", num_samples=0)
+    with pytest.raises(MoXIError, match="unknown sampler 'kernel'"):  # an evaluation refuses it before any work
+        EvaluationConfig(output_dir=str(tmp_path / "evaluation"), sampler="kernel").validate()
     capsys.readouterr()
     code = main(["explain", "--quiet", "--image", str(SAMPLES[0]), "--method", "full-shapley", "--sampler", "exact",
                  "--output-dir", str(tmp_path / "out")])

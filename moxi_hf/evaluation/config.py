@@ -15,7 +15,6 @@ from ..options import (
     DEFAULT_NUM_IMAGES,
     METHOD_NAMES,
     METHOD_OPTIONS,
-    SHAPLEY_SAMPLERS,
 )
 
 __all__ = ["DEFAULT_DATASET", "DEFAULT_MODEL", "DEFAULT_NUM_IMAGES", "EvaluationConfig", "default_model",
@@ -75,8 +74,6 @@ class EvaluationConfig:
         if isinstance(self.interaction_top, bool) or not isinstance(self.interaction_top, int) \
                 or self.interaction_top < 2:
             raise MoXIError(f"interaction-top must be an integer of at least 2, got {self.interaction_top!r}")
-        if self.sampler not in SHAPLEY_SAMPLERS:
-            raise MoXIError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SHAPLEY_SAMPLERS)}")
         for curve in self.curves:
             if curve not in CURVES:
                 raise MoXIError(f"unknown curve {curve!r}; choose insertion and/or deletion")
@@ -88,6 +85,10 @@ class EvaluationConfig:
                     raise MoXIError(f"unknown method {method!r}; choose among {', '.join(METHOD_NAMES)}")
             if not self.methods or len(set(self.methods)) != len(self.methods):
                 raise MoXIError("methods must be a non-empty list without repeats")
+        from ..methods import get_method
+
+        for method in self.methods or METHOD_NAMES:  # each method checks its own options (e.g. the sampler)
+            get_method(method, **method_options(method, self))
 
 
 
