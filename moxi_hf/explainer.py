@@ -133,6 +133,13 @@ class Explainer:
         return ValueFunction(self.adapter, pixel_values, labels, self.players, self.reward,
                              self.max_batch_size, self.max_tokens, on_chunk=on_chunk)
 
+    def game(self, image: ImageInput | torch.Tensor, label: int | None = None):
+        """The game of one image as a ``shapiq.Game`` (``pip install 'moxi-hf[shapiq]'``): calling it gives
+        v(S) − v(∅) for coalitions (C, P) bool, batched through :meth:`value_function`."""
+        from .shapiq_game import image_game
+
+        return image_game(self, image, label)
+
     def resolve_labels(self, labels: Sequence[int | None] | None, predicted: torch.Tensor) -> list[int]:
         """The class to explain per image: the given label (checked against the model's classes) or, for
         None (or no ``labels``), the prediction ``predicted`` (B,)."""

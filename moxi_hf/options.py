@@ -14,8 +14,8 @@ from typing import Any
 from .errors import MoXIError
 
 __all__ = ["CURVES", "DEFAULT_BATCH_SIZE", "DEFAULT_DATASET", "DEFAULT_INTERACTION_TOP", "DEFAULT_NUM_IMAGES",
-           "DEFAULT_REWARD", "DTYPES", "MASKINGS", "METHOD_NAMES", "METHOD_OPTIONS", "REWARD_NAMES", "Option",
-           "check_curve", "flag_name"]
+           "DEFAULT_REWARD", "DTYPES", "MASKINGS", "METHOD_NAMES", "METHOD_OPTIONS", "REWARD_NAMES", "SHAPLEY_SAMPLERS",
+           "Option", "check_curve", "flag_name"]
 
 #: method names in the order they are listed in help and errors
 METHOD_NAMES = ("moxi", "self-shapley", "full-shapley", "gradcam", "gradcam++", "attention-rollout")
@@ -27,6 +27,8 @@ DEFAULT_REWARD = "log-odds"
 DTYPES = ("float32", "bfloat16")
 #: images explained together (their coalitions share forward passes) by the commands
 DEFAULT_BATCH_SIZE = 8
+#: how full-shapley estimates Shapley values: permutation sampling (default), the paper's sampler, enumeration
+SHAPLEY_SAMPLERS = ("permutation", "original", "exact")
 #: ``moxi evaluate`` defaults: the dataset and how many correctly classified images
 DEFAULT_DATASET = "ILSVRC/imagenet-1k"
 DEFAULT_NUM_IMAGES = 100
@@ -57,6 +59,7 @@ class Option:
     curve_safe: bool = True
     cli: bool = True  # False: Python API only
     minimum: int | None = None
+    choices: tuple | None = None  # the accepted values, where they are a fixed list
 
     @property
     def flag(self) -> str:
@@ -77,8 +80,11 @@ METHOD_OPTIONS: dict[str, tuple[Option, ...]] = {
     ),
     "self-shapley": (),
     "full-shapley": (
-        Option("num_samples", int, 200, "full-shapley: Monte Carlo samples per player", minimum=1),
+        Option("num_samples", int, 200, "full-shapley: permutations (permutation sampler) or contexts per player "
+                                        "(original); unused by exact", minimum=1),
         Option("seed", int, 0, "full-shapley: random seed"),
+        Option("sampler", str, "permutation", "full-shapley: permutation (unbiased), original (the paper's sampler) "
+                                              "or exact (every coalition, up to 12 players)", choices=SHAPLEY_SAMPLERS),
     ),
     "gradcam": (Option("eigen_smooth", bool, False, "gradcam: first principal component of the map", cli=False),),
     "gradcam++": (Option("eigen_smooth", bool, False, "gradcam++: first principal component of the map", cli=False),),

@@ -48,7 +48,7 @@ for MODEL in $MODELS; do
     --dataset ILSVRC/imagenet-1k --split validation \
     --per-class 1 --seed 0 \
     --methods $METHODS --curves insertion deletion \
-    --num-samples 200 \
+    --num-samples 200 --sampler original \
     --masking token --reward log-odds \
     --dtype "$DTYPE" --batch-size "$BATCH_SIZE" \
     --output-dir "${OUTPUT_ROOT}/${NAME}" \

@@ -162,7 +162,7 @@ def test_full_shapley_progress_counts_its_coalitions(tiny):
     tiny.explain(_digit(15), "full-shapley", progress=lambda fraction, text: seen.append((fraction, text)))
     fractions = [fraction for fraction, text in seen if text.startswith("full-shapley:")]
     assert fractions == sorted(fractions) and fractions[0] == 0.0
-    assert "of 6,417 coalitions" in seen[0][1]  # 2 x 16 players x 200 samples, then the 17-point curve
+    assert "of 3,019 coalitions" in seen[0][1]  # 200 permutations x 15 prefixes, v(∅) and v(N), then the 17-point curve
 
 
 def _run_at_once(calls):

@@ -127,7 +127,9 @@ def test_method_costs_by_size():
     assert not get_method("moxi", early_stop=True).cost(4, "insertion").exact
     assert dict(get_method("moxi", max_players=2).cost(4, "insertion").sizes) == {0: 1, 1: 4, 2: 3}
     assert dict(get_method("self-shapley").cost(4, "deletion").sizes) == {4: 1, 3: 4}
-    assert get_method("full-shapley", num_samples=5).cost(4, "insertion").coalitions == 2 * 4 * 5
+    assert get_method("full-shapley", num_samples=5, sampler="original").cost(4, "insertion").coalitions == 2 * 4 * 5
+    assert dict(get_method("full-shapley", num_samples=5).cost(4, "insertion").sizes) == {0: 1, 1: 5, 2: 5, 3: 5, 4: 1}
+    assert dict(get_method("full-shapley", sampler="exact").cost(4, "insertion").sizes) == {0: 1, 1: 4, 2: 6, 3: 4, 4: 1}
     assert get_method("gradcam").cost(4, "insertion").coalitions == 0
 
 

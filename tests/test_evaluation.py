@@ -122,7 +122,7 @@ def test_output_folder_selection_and_curves(setup, single):
     for name in ("plots/curves.png", "plots/heatmaps.png", "plots/heatmaps_deletion.png", "README.md"):
         assert (single / name).is_file(), name
     assert config["kind"] == "evaluate" and config["methods"] == ["moxi", "full-shapley", "gradcam"]
-    assert config["method_options"] == {"full-shapley": {"num_samples": 4, "seed": 0}}
+    assert config["method_options"] == {"full-shapley": {"num_samples": 4, "seed": 0, "sampler": "permutation"}}
     # Grad-CAM's own choice of layer: the last encoder layer's first LayerNorm of this 2-layer ViT.
     assert config["method_settings"] == {"gradcam": {"cam_layer": "vit.layers.1.layernorm_before"}}
     assert {"torch", "transformers", "datasets", "accelerate"} <= set(config["versions"])

@@ -117,32 +117,39 @@ def test_full_shapley_contexts_follow_the_sampling_rule():
     assert not torch.equal(contexts, sample_contexts(6, 500, seed=1))
 
 
-def test_full_shapley_is_exact_on_an_additive_game_and_converges_on_a_unanimity_game():
-    attribution = get_method("full-shapley", num_samples=20, seed=3).attribute(ToyGame(additive, 6), "insertion")
+@pytest.mark.parametrize("sampler", ["permutation", "original", "exact"])
+def test_full_shapley_is_exact_on_an_additive_game(sampler):
+    attribution = get_method("full-shapley", num_samples=20, seed=3, sampler=sampler).attribute(
+        ToyGame(additive, 6), "insertion")
     torch.testing.assert_close(attribution.scores[0], torch.tensor(WEIGHTS))
     assert attribution.order[0].tolist() == [1, 3, 4, 0, 5, 2]
+    assert attribution.settings == {"sampler": sampler}
 
-    # Unanimity game on T = {0, 1}: φ_i = P(the other member of T is in the context). With context
-    # sizes k uniform on 0..P-2 and a uniform subset of the P-1 others: E[k] / (P-1) = (P-2)/2/(P-1).
+
+def test_full_shapley_on_a_unanimity_game_permutation_is_unbiased_and_original_is_not():
+    # Unanimity game on T = {0, 1}: the Shapley value is 1/2 for both members. The original sampler
+    # gives φ_i = P(the other member of T is in the context); with context sizes k uniform on
+    # 0..P-2 and a uniform subset of the P-1 others: E[k] / (P-1) = (P-2)/2/(P-1).
     players = 5
-    expected = (players - 2) / 2 / (players - 1)
-    attribution = get_method("full-shapley", num_samples=4000, seed=0).attribute(
-        ToyGame(lambda s: float({0, 1} <= s), players), "insertion")
-    scores = attribution.scores[0]
-    assert abs(float(scores[0]) - expected) < 0.03 and abs(float(scores[1]) - expected) < 0.03
-    assert float(scores[2:].abs().max()) == 0.0
+    game = ToyGame(lambda s: float({0, 1} <= s), players)
+    expected = {"permutation": 0.5, "exact": 0.5, "original": (players - 2) / 2 / (players - 1)}
+    for sampler, value in expected.items():
+        scores = get_method("full-shapley", num_samples=4000, seed=0, sampler=sampler).attribute(game, "insertion").scores[0]
+        assert abs(float(scores[0]) - value) < 0.03 and abs(float(scores[1]) - value) < 0.03, sampler
+        assert float(scores[2:].abs().max()) == 0.0
 
 
-def test_full_shapley_is_reproducible_and_batch_independent(vit_dir, pixel_values):
+@pytest.mark.parametrize("sampler", ["permutation", "original"])
+def test_full_shapley_is_reproducible_and_batch_independent(vit_dir, pixel_values, sampler):
     loaded = load_explainable_model(vit_dir)
     game = ValueFunction(loaded.adapter, pixel_values, [0, 1, 2])
-    method = get_method("full-shapley", num_samples=8, seed=5)
+    method = get_method("full-shapley", num_samples=8, seed=5, sampler=sampler)
     first = method.attribute(game, "insertion")
     again = method.attribute(game, "deletion")
     alone = method.attribute(ValueFunction(loaded.adapter, pixel_values[1:2], [1]), "insertion")
     assert torch.equal(first.order, again.order)
     torch.testing.assert_close(first.scores[1], alone.scores[0])
-    other_seed = get_method("full-shapley", num_samples=8, seed=6).attribute(game, "insertion")
+    other_seed = get_method("full-shapley", num_samples=8, seed=6, sampler=sampler).attribute(game, "insertion")
     assert not torch.equal(first.scores, other_seed.scores)
 
 

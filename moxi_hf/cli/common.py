@@ -168,8 +168,8 @@ def add_method_option_flags(parser: argparse.ArgumentParser, curve_safe_only: bo
         else:
             kind = option.type if option.minimum is None else positive_int if option.minimum == 1 else (
                 lambda text, minimum=option.minimum: _int_at_least(text, minimum, f"an integer of at least {minimum}"))
-            group.add_argument(flag, type=kind, default=option.default if defaults else None,
-                               metavar=option.name.split("_")[-1][0].upper(), help=text)
+            group.add_argument(flag, type=kind, default=option.default if defaults else None, choices=option.choices,
+                               metavar=None if option.choices else option.name.split("_")[-1][0].upper(), help=text)
 
 
 def method_options(method: str, args: argparse.Namespace, strict: bool = True, curve_safe_only: bool = False) -> dict:

@@ -91,6 +91,10 @@ class _EvaluationSettings:
                     raise MoXIError(f"unknown method {method!r}; choose among {', '.join(METHOD_NAMES)}")
             if not self.methods or len(set(self.methods)) != len(self.methods):
                 raise MoXIError("methods must be a non-empty list without repeats")
+        from ..methods import get_method
+
+        for method in self.methods or METHOD_NAMES:  # each method checks its own options (e.g. the sampler)
+            get_method(method, **method_options(method, self))
 
 
 #: the settings above plus one field per evaluated method option (``seed``, ``num_samples``, ...): its
