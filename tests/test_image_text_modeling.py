@@ -247,3 +247,26 @@ def test_siglip_without_pooling_head_has_no_image_feature(tmp_path, pixel_values
 
 def test_mean_of_no_token_is_zero():
     assert torch.equal(mean_or_zeros(torch.ones(2, 0, 3)), torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("name", ["clip_classifier", "siglip_classifier"])
+def test_classifier_removal_adapter_with_and_without_the_engine_equals_the_forward(name, pixel_values):
+    from moxi_hf.removal import TokenRemoval
+
+    stock = stock_model(name)
+    ours = TOKEN_CLASSES[type(stock).__name__](stock.config).eval()
+    ours.load_state_dict(stock.state_dict())
+    adapter = TokenRemoval(ours)
+    keep = torch.zeros(3, 16, dtype=torch.bool)
+    keep[0, [1, 2, 3]] = keep[1, [0, 7, 9]] = keep[2, [4, 5, 15]] = True
+    with torch.no_grad():
+        expected = ours(pixel_values, embedding_mask=keep).logits
+    fast = adapter.prepare(pixel_values)
+    assert fast.encoder is not None
+    torch.testing.assert_close(adapter.logits(fast, torch.arange(3), keep), expected, rtol=1e-5, atol=1e-5)
+    empty = adapter.logits(fast, torch.arange(3), torch.zeros(3, 16, dtype=torch.bool))
+    torch.testing.assert_close(empty, ours.classifier.bias.expand(3, -1), rtol=1e-5, atol=1e-6)
+    adapter.fast = False
+    slow = adapter.prepare(pixel_values)
+    assert slow.encoder is None
+    torch.testing.assert_close(adapter.logits(slow, torch.arange(3), keep), expected, rtol=1e-5, atol=1e-5)
