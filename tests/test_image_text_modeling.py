@@ -270,3 +270,18 @@ def test_classifier_removal_adapter_with_and_without_the_engine_equals_the_forwa
     slow = adapter.prepare(pixel_values)
     assert slow.encoder is None
     torch.testing.assert_close(adapter.logits(slow, torch.arange(3), keep), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["clip_classifier", "siglip_classifier"])
+def test_every_method_runs_on_the_classifiers_through_the_explainer(name, tmp_path, pixel_values):
+    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+    from moxi_hf import Explainer
+
+    stock_model(name).save_pretrained(tmp_path)
+    ViTImageProcessorPil(size={"height": 16, "width": 16}).save_pretrained(tmp_path)
+    explainer = Explainer.from_pretrained(str(tmp_path))
+    assert explainer.adapter.masking == "token" and type(explainer.model).__name__ == f"MoXI{MODELS[name][0].__name__}"
+    for method in ("moxi", "self-shapley", "full-shapley", "gradcam", "gradcam++", "attention-rollout"):
+        explanation = explainer.explain(pixel_values[0], method=method)
+        assert sorted(explanation.order) == list(range(16)), method
