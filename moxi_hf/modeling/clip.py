@@ -104,7 +104,7 @@ class MoXICLIPModel(TokenRemovalImageText, CLIPModel):
         vision_outputs: BaseModelOutputWithPooling = self.vision_model(
             pixel_values=pixel_values,
             interpolate_pos_encoding=interpolate_pos_encoding,
-            embedding_mask=embedding_mask,
+            embedding_mask=embedding_mask,  # token removal
             return_dict=True,
             **kwargs,
         )
@@ -130,7 +130,7 @@ class MoXICLIPModel(TokenRemovalImageText, CLIPModel):
         vision_outputs: BaseModelOutputWithPooling = self.get_image_features(
             pixel_values=pixel_values,
             interpolate_pos_encoding=interpolate_pos_encoding,
-            embedding_mask=embedding_mask,
+            embedding_mask=embedding_mask,  # token removal
             **kwargs,
         )
 

@@ -32,9 +32,8 @@ def pool_kept_tokens(head: nn.Module, hidden_state: torch.Tensor) -> torch.Tenso
     """``SiglipMultiheadAttentionPoolingHead`` over the kept tokens (B, K, D) -> (B, D), also for K = 0."""
     if hidden_state.shape[1]:
         return head(hidden_state)
-    # Copied from transformers.models.siglip.modeling_siglip.SiglipMultiheadAttentionPoolingHead.forward with
-    # the attention over no token: its weighted sum of values is the zero vector, so the output projection
-    # gives its bias.
+    # SiglipMultiheadAttentionPoolingHead.forward after its attention, which over no token is defined here:
+    # the weighted sum of no values is the zero vector, so the output projection gives its bias.
     projection = head.attention.out_proj
     batch_size = hidden_state.shape[0]
     bias = projection.bias if projection.bias is not None else hidden_state.new_zeros(projection.out_features)
@@ -135,7 +134,7 @@ class MoXISiglipModel(TokenRemovalImageText, SiglipModel):
         return self.vision_model(
             pixel_values=pixel_values,
             interpolate_pos_encoding=interpolate_pos_encoding,
-            embedding_mask=embedding_mask,
+            embedding_mask=embedding_mask,  # token removal
             **kwargs,
         )
 
@@ -156,7 +155,7 @@ class MoXISiglipModel(TokenRemovalImageText, SiglipModel):
         vision_outputs: BaseModelOutputWithPooling = self.vision_model(
             pixel_values=pixel_values,
             interpolate_pos_encoding=interpolate_pos_encoding,
-            embedding_mask=embedding_mask,
+            embedding_mask=embedding_mask,  # token removal
             **kwargs,
         )
 
