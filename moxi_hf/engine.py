@@ -1,4 +1,4 @@
-"""The fused inference encoder: a MoXI ViT's encoder + head rearranged for speed, built once per model.
+"""The fused inference encoder: a MoXI model's encoder + head rearranged for speed, built once per model.
 
 :func:`fast_encoder` returns the engine of a model, rebuilt only when the model's parameters move
 (device, dtype), are replaced or are modified in place (tensor version counters), or when it
@@ -13,15 +13,33 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from transformers.models.clip.modeling_clip import CLIPEncoderLayer
 from transformers.models.deit.modeling_deit import DeiTLayer
+from transformers.models.siglip.modeling_siglip import SiglipEncoderLayer
 from transformers.models.vit.modeling_vit import ViTLayer
 from transformers.models.vit_msn.modeling_vit_msn import ViTMSNLayer
 
-from .modeling import TokenRemovalClassifier
+from .modeling import TokenRemovalClassifier, TokenRemovalImageText
 
 __all__ = ["FastEncoder", "fast_encoder"]
 
-_FUSABLE_LAYERS = (ViTLayer, DeiTLayer, ViTMSNLayer)
+_VIT_LAYERS = (ViTLayer, DeiTLayer, ViTMSNLayer)
+_CLIP_LAYERS = (CLIPEncoderLayer, SiglipEncoderLayer)
+
+
+def _layer_parts(layer: torch.nn.Module) -> tuple | None:
+    """(norm1, (q, k, v, out), norm2, mlp, heads, head_dim, scaling) of a pre-LN layer the engine can fuse, or None."""
+    if type(layer) in _VIT_LAYERS:
+        attention = layer.attention
+        projections = (attention.q_proj, attention.k_proj, attention.v_proj, attention.o_proj)
+        return (layer.layernorm_before, projections, layer.layernorm_after, layer.mlp,
+                attention.num_attention_heads, attention.head_dim, attention.scaling)
+    if type(layer) in _CLIP_LAYERS:
+        attention = layer.self_attn
+        projections = (attention.q_proj, attention.k_proj, attention.v_proj, attention.out_proj)
+        return (layer.layer_norm1, projections, layer.layer_norm2, layer.mlp,
+                attention.num_heads, attention.head_dim, attention.scale)
+    return None
 
 
 @dataclass
@@ -49,29 +67,32 @@ def _cat_bias(*linears: torch.nn.Linear) -> torch.Tensor | None:
 
 
 class FastEncoder:
-    """Inference-only encoder + head of a MoXI ViT, DeiT or ViT-MSN: the model's own computation, arranged for speed.
+    """Inference-only encoder + head of a MoXI ViT, DeiT, ViT-MSN, CLIP or SigLIP: the model's own computation,
+    arranged for speed.
 
-    The same operations as ``classify_embeddings`` (pre-LN layers: LayerNorm, attention, residual,
-    LayerNorm, MLP, residual; final LayerNorm; head) with:
+    The same operations as ``classify_embeddings`` / ``image_features_from_embeddings`` (pre-LN
+    layers: LayerNorm, attention, residual, LayerNorm, MLP, residual; the backbone's final norm;
+    head) with:
 
     - Q, K and V as one matrix product, attention by SDPA, no attention mask built;
     - on CPU, oneDNN linear kernels with the GELU or the residual add fused in (same results as
       separate ops in fp32, one pass over memory less each);
-    - in the last layer, attention queries, MLP and final LayerNorm only for the special tokens
-      (the head reads nothing else).
+    - when the head reads only the special tokens (ViT, DeiT, CLIP's zero-shot feature), in the last
+      layer attention queries, MLP and final norm only for those tokens.
 
-    Built only for pre-LN ViT layer classes (ViT, DeiT, ViT-MSN) in eval mode, for heads that read
-    only the special tokens; :meth:`build` returns None otherwise and the model's own forward is used.
-    Use :func:`fast_encoder` to get the one built for a model (cached).
+    Built only for pre-LN layer classes (ViT, DeiT, ViT-MSN, CLIP, SigLIP) in eval mode;
+    :meth:`build` returns None otherwise and the model's own forward is used. Use
+    :func:`fast_encoder` to get the one built for a model (cached).
     """
 
-    def __init__(self, model: TokenRemovalClassifier, layers: list[_FastLayer], heads: int, head_dim: int,
-                 scaling: float, num_special: int, fused: bool):
+    def __init__(self, model: TokenRemovalClassifier | TokenRemovalImageText, layers: list[_FastLayer], heads: int,
+                 head_dim: int, scaling: float, num_special: int | None, fused: bool):
         self._model = weakref.ref(model)  # the cache is keyed by the model: no strong reference back
         self.layers = layers
         self.heads = heads
         self.head_dim = head_dim
         self.scaling = scaling
+        #: Leading tokens the head reads (the last layer computes only these), or None for all of them.
         self.num_special = num_special
         self.fused = fused
         #: Sequences up to this length use attention as matmul-softmax-matmul instead of SDPA. On CPU
@@ -82,41 +103,40 @@ class FastEncoder:
             self.matmul_attention_max_length = 1 << 30 if next(model.parameters()).dtype == torch.bfloat16 else 96
 
     @property
-    def model(self) -> TokenRemovalClassifier:
+    def model(self) -> TokenRemovalClassifier | TokenRemovalImageText:
         return self._model()
 
     @classmethod
-    def build(cls, model: TokenRemovalClassifier) -> FastEncoder | None:
+    def build(cls, model: TokenRemovalClassifier | TokenRemovalImageText) -> FastEncoder | None:
         backbone = model.backbone
-        if model.training or not model.head_reads_special_only or not backbone.num_special_tokens:
+        if model.training or not len(backbone.encoder_layers()):
             return None
-        if not all(type(layer) in _FUSABLE_LAYERS for layer in backbone.encoder_layers()):
+        if model.head_reads_special_only and not backbone.num_special_tokens:
             return None
-        if type(backbone.layernorm) is not torch.nn.LayerNorm or not len(backbone.encoder_layers()):
+        parts = [_layer_parts(layer) for layer in backbone.encoder_layers()]
+        if any(part is None for part in parts):
             return None
         layers = []
         with torch.no_grad():
-            for layer in backbone.encoder_layers():
-                attention, mlp = layer.attention, layer.mlp
-                q, k, v = attention.q_proj, attention.k_proj, attention.v_proj
-                if not all(type(m) is torch.nn.LayerNorm for m in (layer.layernorm_before, layer.layernorm_after)):
+            for norm1, (q, k, v, out), norm2, mlp, *_ in parts:
+                if not all(type(m) is torch.nn.LayerNorm for m in (norm1, norm2)):
                     return None
                 layers.append(_FastLayer(
-                    norm1=_norm(layer.layernorm_before),
+                    norm1=_norm(norm1),
                     qkv=(torch.cat((q.weight, k.weight, v.weight)), _cat_bias(q, k, v)),
-                    out=(attention.o_proj.weight, attention.o_proj.bias),
-                    norm2=_norm(layer.layernorm_after),
+                    out=(out.weight, out.bias),
+                    norm2=_norm(norm2),
                     fc1=(mlp.fc1.weight, mlp.fc1.bias),
                     # Exact (erf) GELU can be fused into the fc1 kernel; anything else runs as is.
                     activation="gelu" if getattr(mlp.activation_fn, "act", None) is F.gelu else mlp.activation_fn,
                     fc2=(mlp.fc2.weight, mlp.fc2.bias),
                 ))
-        first = backbone.encoder_layers()[0].attention
+        heads, head_dim, scaling = parts[0][4:]
         parameter = next(model.parameters())
         fused = (parameter.device.type == "cpu" and torch.backends.mkldnn.is_available()
                  and parameter.dtype in (torch.float32, torch.bfloat16))
-        return cls(model, layers, first.num_attention_heads, first.head_dim, float(first.scaling),
-                   backbone.num_special_tokens, fused)
+        num_special = backbone.num_special_tokens if model.head_reads_special_only else None
+        return cls(model, layers, heads, head_dim, float(scaling), num_special, fused)
 
     def _linear(self, x: torch.Tensor, weights: tuple, activation: object = None,
                 residual: torch.Tensor | None = None) -> torch.Tensor:
@@ -134,18 +154,20 @@ class FastEncoder:
         return out if residual is None else out + residual
 
     def logits(self, sequence: torch.Tensor) -> torch.Tensor:
-        """Logits (B, num_labels) for embedded sequences (B, L, D), special tokens first."""
+        """The head's output for embedded sequences (B, L, D), special tokens first: logits (B, num_labels) of
+        a classifier, image features (B, projection) of an image-text model."""
         batch, length, width = sequence.shape
-        heads, head_dim, special = self.heads, self.head_dim, self.num_special
+        heads, head_dim = self.heads, self.head_dim
+        read = length if self.num_special is None else self.num_special  # tokens the head reads
         hidden = sequence.reshape(batch * length, width)
         last = len(self.layers) - 1
-        for index, layer in enumerate(self.layers):
+        for index, layer in enumerate(self.layers if length else ()):  # no token: nothing to attend to
             normed = F.layer_norm(hidden, (width,), *layer.norm1)
             qkv = self._linear(normed, layer.qkv).view(batch, length, 3, heads, head_dim).permute(2, 0, 3, 1, 4)
             query, key, value = qkv[0], qkv[1], qkv[2]
-            if index == last:  # only the special tokens' outputs reach the head
-                query = query[:, :, :special]
-                hidden = hidden.view(batch, length, width)[:, :special].reshape(batch * special, width)
+            if index == last and read < length:  # only the special tokens' outputs reach the head
+                query = query[:, :, :read]
+                hidden = hidden.view(batch, length, width)[:, :read].reshape(batch * read, width)
             if length <= self.matmul_attention_max_length:
                 weights = torch.softmax(torch.matmul(query, key.transpose(-1, -2)) * self.scaling, dim=-1)
                 context = torch.matmul(weights, value)
@@ -156,7 +178,7 @@ class FastEncoder:
             normed = F.layer_norm(hidden, (width,), *layer.norm2)
             hidden = self._linear(self._linear(normed, layer.fc1, layer.activation), layer.fc2, residual=hidden)
         backbone = self.model.backbone
-        return self.model.head(backbone.layernorm(hidden.view(batch, special, width)))
+        return self.model.head(backbone.final_norm(hidden.view(batch, min(read, length), width)))
 
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -171,7 +193,7 @@ def _weights_key(model: torch.nn.Module) -> tuple:
     )
 
 
-def fast_encoder(model: TokenRemovalClassifier) -> FastEncoder | None:
+def fast_encoder(model: TokenRemovalClassifier | TokenRemovalImageText) -> FastEncoder | None:
     """The model's fused encoder (None when its layers do not allow one), built once and reused."""
     key = _weights_key(model)
     with _CACHE_LOCK:

@@ -22,10 +22,10 @@ import torch.nn.functional as F
 
 from .engine import FastEncoder, fast_encoder
 from .errors import MoXIError
-from .modeling import TokenRemovalClassifier
+from .modeling import TokenRemovalClassifier, TokenRemovalImageText
 from .players import as_pair
 
-__all__ = ["RemovalAdapter", "TokenRemoval", "PixelMasking", "PIXEL_BASELINES"]
+__all__ = ["RemovalAdapter", "TokenContext", "TokenRemoval", "PixelMasking", "PIXEL_BASELINES"]
 
 PIXEL_BASELINES = ("zero", "mean", "blur")
 
@@ -40,6 +40,9 @@ class RemovalAdapter(ABC):
     masking: str
     #: True when rows with different numbers of kept patches cannot share a forward pass.
     needs_equal_counts: bool = False
+    #: How logits become probabilities: "softmax" over the classes, or "sigmoid" per class (SigLIP's
+    #: zero-shot candidates, see :mod:`moxi_hf.zero_shot`).
+    link: str = "softmax"
 
     def __init__(self, model: torch.nn.Module, grid: tuple[int, int]):
         self.model = model
@@ -89,7 +92,7 @@ class RemovalAdapter(ABC):
 
 
 @dataclass
-class _TokenContext:
+class TokenContext:
     table: torch.Tensor  # (B, S + N, D) special tokens then patch tokens, positions added: what coalitions gather
     resolution: tuple[int, int]  # input (height, width) in pixels
     encoder: FastEncoder | None = None  # fused inference path (None: the model's own forward)
@@ -101,16 +104,25 @@ class TokenRemoval(RemovalAdapter):
     masking = "token"
     needs_equal_counts = True
 
+    #: The MoXI model classes this adapter explains.
+    model_classes: tuple[type, ...] = (TokenRemovalClassifier,)
+
     def __init__(self, model: TokenRemovalClassifier, interpolate_pos_encoding: bool = False,
                  image_size: tuple[int, int] | None = None):
-        if not isinstance(model, TokenRemovalClassifier):
+        if isinstance(model, TokenRemovalImageText) and not isinstance(model, self.model_classes):
+            raise MoXIError(
+                f"{type(model).__name__} is a zero-shot image-text model: it classifies by comparing the image "
+                "with text, so it needs candidate labels (moxi_hf.zero_shot.ZeroShotRemoval)"
+            )
+        if not isinstance(model, self.model_classes):
             raise MoXIError(
                 f"token removal needs a model with patch tokens (a MoXI ViT-family class), got "
                 f"{type(model).__name__}; use masking='pixel' for this model"
             )
         backbone = model.backbone
-        size = image_size or as_pair(model.config.image_size)
-        patch = as_pair(model.config.patch_size)
+        # The vision tower's config: the model's own for ViTs, ``vision_config`` for CLIP and SigLIP.
+        size = image_size or as_pair(backbone.config.image_size)
+        patch = as_pair(backbone.config.patch_size)
         super().__init__(model, (size[0] // patch[0], size[1] // patch[1]))
         # Backbones that always interpolate (DINOv2) take no such argument.
         self.interpolate_pos_encoding = interpolate_pos_encoding and backbone.embeddings_take_interpolate
@@ -122,7 +134,7 @@ class TokenRemoval(RemovalAdapter):
     def forward_kwargs(self) -> dict:
         return {"interpolate_pos_encoding": True} if self.interpolate_pos_encoding else {}
 
-    def prepare(self, pixel_values: torch.Tensor) -> _TokenContext:
+    def prepare(self, pixel_values: torch.Tensor) -> TokenContext:
         with torch.no_grad():
             pixel_values = pixel_values.to(self.device, self.dtype)
             table = self.model.backbone.embed(pixel_values, interpolate_pos_encoding=self.interpolate_pos_encoding)
@@ -133,7 +145,7 @@ class TokenRemoval(RemovalAdapter):
                 "the image size does not match the model's"
             )
         encoder = fast_encoder(self.model) if self.fast else None
-        return _TokenContext(table, tuple(pixel_values.shape[-2:]), encoder)
+        return TokenContext(table, tuple(pixel_values.shape[-2:]), encoder)
 
     def cost(self, kept: int) -> int:
         # At least 1: a model without special tokens (I-JEPA) runs the empty coalition on no token.
@@ -141,12 +153,12 @@ class TokenRemoval(RemovalAdapter):
 
     def bytes_per_cost(self) -> int:
         """Bytes per token live in one encoder layer: hidden, norm, residual, Q/K/V, context, MLP (~10 D + 2 M)."""
-        config = self.model.config
+        config = self.model.backbone.config
         intermediate = getattr(config, "intermediate_size", None)
         intermediate = intermediate or int(config.hidden_size * getattr(config, "mlp_ratio", 4))
         return (10 * config.hidden_size + 2 * intermediate) * self.dtype.itemsize
 
-    def logits(self, prepared: _TokenContext, image_index: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    def logits(self, prepared: TokenContext, image_index: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         count = keep.shape[0]
         kept = int(keep[0].sum()) if count else 0
         # Rows come ascending from nonzero(), so a coalition always gives the same token order.
@@ -158,12 +170,16 @@ class TokenRemoval(RemovalAdapter):
         indices = indices.to(self.device)
         sequence = prepared.table[image_index.to(self.device).unsqueeze(1), indices]
         with torch.no_grad():
-            if prepared.encoder is not None:
-                return prepared.encoder.logits(sequence).float()
-            return self.model.classify_embeddings(
-                sequence, token_index=indices, resolution=prepared.resolution,
-                interpolate_pos_encoding=self.interpolate_pos_encoding,
-            ).float()
+            return self.head_output(prepared, sequence, indices).float()
+
+    def head_output(self, prepared: TokenContext, sequence: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Logits (C, num_labels) for gathered sequences (C, S + K, D) whose rows of the full sequence are ``indices``."""
+        if prepared.encoder is not None:
+            return prepared.encoder.logits(sequence)
+        return self.model.classify_embeddings(
+            sequence, token_index=indices, resolution=prepared.resolution,
+            interpolate_pos_encoding=self.interpolate_pos_encoding,
+        )
 
 
 def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:

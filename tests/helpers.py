@@ -46,3 +46,31 @@ def serve_folder(folder) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+#: tiny image-text towers on TINY's 16×16 images: 4×4 patches, 2 layers, projection 16
+TINY_VISION = dict(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                   intermediate_size=64)
+TINY_TEXT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                 max_position_embeddings=64)
+
+
+def char_clip_tokenizer():
+    """A character-level ``CLIPTokenizer`` built offline: every byte, every byte ending a word, BOS, EOS (514)."""
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPTokenizer
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tokens = alphabet + [char + "</w>" for char in alphabet] + ["<|startoftext|>", "<|endoftext|>"]
+    return CLIPTokenizer(vocab={token: index for index, token in enumerate(tokens)}, merges=[])
+
+
+def tiny_image_text_config(family: str, **overrides):
+    """A tiny ``CLIPConfig`` or ``SiglipConfig`` whose text tower fits :func:`char_clip_tokenizer` (EOS 513)."""
+    from transformers import CLIPConfig, SiglipConfig
+
+    text = dict(TINY_TEXT, vocab_size=514, bos_token_id=512, eos_token_id=513, pad_token_id=513)
+    if family == "clip":
+        return CLIPConfig(text_config=text, vision_config=dict(TINY_VISION), projection_dim=16, **overrides)
+    text["projection_size"] = TINY_VISION["hidden_size"]
+    return SiglipConfig(text_config=text, vision_config=dict(TINY_VISION), **overrides)

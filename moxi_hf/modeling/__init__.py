@@ -1,9 +1,10 @@
-"""ViT-family classifiers that can drop patch tokens (MoXI's ViT-aware removal).
+"""ViT-family classifiers and image-text models that can drop patch tokens (MoXI's ViT-aware removal).
 
-Each ``MoXI…`` class is its transformers parent plus ``forward(..., embedding_mask)``; parameter
-names are the parent's, so ``from_pretrained`` loads a stock checkpoint and ``save_pretrained``
-writes one the stock class loads. :data:`TOKEN_CLASSES` maps a stock class name to its MoXI class:
-a new architecture is a small module plus one entry there.
+Each ``MoXI…`` class is its transformers parent plus ``forward(..., embedding_mask)`` (and, for
+CLIP and SigLIP, ``get_image_features(..., embedding_mask)``); parameter names are the parent's,
+so ``from_pretrained`` loads a stock checkpoint and ``save_pretrained`` writes one the stock class
+loads. :data:`TOKEN_CLASSES` maps a stock class name to its MoXI class: a new architecture is a
+small module plus one entry there.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from transformers.conversion_mapping import (
 )
 
 from .beit import MoXIBeitForImageClassification, MoXIBeitLayer, MoXIBeitModel
+from .clip import MoXICLIPForImageClassification, MoXICLIPModel, MoXICLIPVisionModel
 from .data2vec import MoXIData2VecVisionForImageClassification, MoXIData2VecVisionModel
 from .dinov2 import (
     MoXIDinov2ForImageClassification,
@@ -21,6 +23,7 @@ from .dinov2 import (
     MoXIDinov2WithRegistersForImageClassification,
     MoXIDinov2WithRegistersModel,
 )
+from .image_text import TokenRemovalImageText
 from .masks import (
     EmbeddingMask,
     embedding_mask_to_indices,
@@ -28,6 +31,7 @@ from .masks import (
     select_batch_removing,
 )
 from .mixin import TokenRemovalClassifier, TokenRemovalModel
+from .siglip import MoXISiglipForImageClassification, MoXISiglipModel, MoXISiglipVisionModel
 from .vit import (
     MoXIDeiTForImageClassification,
     MoXIDeiTForImageClassificationWithTeacher,
@@ -47,6 +51,7 @@ __all__ = [
     "mean_or_zeros",
     "TokenRemovalModel",
     "TokenRemovalClassifier",
+    "TokenRemovalImageText",
     "TOKEN_CLASSES",
     "TOKEN_MODEL_TYPES",
     "MoXIViTModel",
@@ -67,10 +72,17 @@ __all__ = [
     "MoXIIJepaForImageClassification",
     "MoXIData2VecVisionModel",
     "MoXIData2VecVisionForImageClassification",
+    "MoXICLIPVisionModel",
+    "MoXICLIPModel",
+    "MoXICLIPForImageClassification",
+    "MoXISiglipVisionModel",
+    "MoXISiglipModel",
+    "MoXISiglipForImageClassification",
 ]
 
-#: Stock classifier class name -> its MoXI subclass (the one map; loading and conversion use it).
-TOKEN_CLASSES: dict[str, type[TokenRemovalClassifier]] = {
+#: Stock class name -> its MoXI subclass (the one map; loading and conversion use it): classifiers, and
+#: the image-text models (CLIP, SigLIP) whose image features are compared with text.
+TOKEN_CLASSES: dict[str, type[TokenRemovalClassifier] | type[TokenRemovalImageText]] = {
     "ViTForImageClassification": MoXIViTForImageClassification,
     "DeiTForImageClassification": MoXIDeiTForImageClassification,
     "DeiTForImageClassificationWithTeacher": MoXIDeiTForImageClassificationWithTeacher,
@@ -80,10 +92,15 @@ TOKEN_CLASSES: dict[str, type[TokenRemovalClassifier]] = {
     "BeitForImageClassification": MoXIBeitForImageClassification,
     "IJepaForImageClassification": MoXIIJepaForImageClassification,
     "Data2VecVisionForImageClassification": MoXIData2VecVisionForImageClassification,
+    "CLIPForImageClassification": MoXICLIPForImageClassification,
+    "SiglipForImageClassification": MoXISiglipForImageClassification,
+    "CLIPModel": MoXICLIPModel,
+    "SiglipModel": MoXISiglipModel,
 }
 
-#: model_type -> the MoXI classifier for checkpoints whose ``architectures`` names none of the above.
-TOKEN_MODEL_TYPES: dict[str, type[TokenRemovalClassifier]] = {}
+#: model_type -> the MoXI class for checkpoints whose ``architectures`` names none of the above (the first
+#: entry of a model type wins: for CLIP and SigLIP, the classifier).
+TOKEN_MODEL_TYPES: dict[str, type[TokenRemovalClassifier] | type[TokenRemovalImageText]] = {}
 for _moxi_class in TOKEN_CLASSES.values():
     TOKEN_MODEL_TYPES.setdefault(_moxi_class.config_class.model_type, _moxi_class)
 

@@ -100,6 +100,10 @@ class TokenRemovalModel:
             )
             for layer in self.encoder_layers():
                 hidden_states = layer(hidden_states, attention_mask, **kwargs)
+        return self.final_norm(hidden_states)
+
+    def final_norm(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """The norm applied to every token after the last layer (B, L, D) -> (B, L, D)."""
         return self.layernorm(hidden_states)
 
     def pool(self, sequence_output: torch.Tensor) -> torch.Tensor | None:
@@ -152,8 +156,12 @@ class TokenRemovalClassifier:
     def __init__(self, config):
         super().__init__(config)
         # Same attribute name and parameter names as the parent: stock checkpoints load unchanged.
-        setattr(self, self.backbone_name, self.backbone_class(config, **self.backbone_kwargs))
+        setattr(self, self.backbone_name, self.build_backbone(config))
         self.post_init()
+
+    def build_backbone(self, config) -> TokenRemovalModel:
+        """The MoXI backbone for this classifier's config (image-text families build it from ``vision_config``)."""
+        return self.backbone_class(config, **self.backbone_kwargs)
 
     @property
     def backbone(self) -> TokenRemovalModel:
