@@ -12,13 +12,11 @@ from pathlib import Path
 
 from .errors import MoXIError
 
-__all__ = ["DEFAULT_MODEL_NAME", "DEFAULT_MODEL_ENV", "SAMPLE_SUFFIXES", "default_model_path",
-           "default_sample_images", "sample_images"]
+__all__ = ["DEFAULT_MODEL_NAME", "DEFAULT_MODEL_ENV", "default_model_path", "default_sample_images", "sample_images"]
 
 DEFAULT_MODEL_NAME = "moxi-vit-mnist"
 #: environment variable that overrides the default model folder
 DEFAULT_MODEL_ENV = "MOXI_DEFAULT_MODEL"
-SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
 def _shipped_model_path() -> Path:
@@ -43,10 +41,10 @@ def default_model_path() -> Path:
 
 def sample_images(model_dir: str | os.PathLike) -> list[Path]:
     """The image files in ``model_dir/samples/``, sorted by name (empty when there are none)."""
+    from .images import image_files  # here: the CLI reads this module before it needs PIL
+
     folder = Path(model_dir) / "samples"
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SAMPLE_SUFFIXES)
+    return image_files(folder)[0] if folder.is_dir() else []
 
 
 def default_sample_images() -> list[Path]:

@@ -21,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,23 +36,44 @@ from .errors import MoXIError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["URL_TIMEOUT", "ImageInput", "check_pixel_values", "load_image", "model_view", "preprocess"]
+__all__ = ["IMAGE_SUFFIXES", "URL_TIMEOUT", "ImageInput", "check_pixel_values", "image_files", "load_image",
+           "model_view", "preprocess"]
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
+#: the files a folder of images stands for (``moxi explain --image DIR``, sample images, local datasets)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 #: Seconds to wait for an image URL (each connect and read).
 URL_TIMEOUT = 10.0
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _TRANSPARENT = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
+def image_files(folder: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """(the image files directly in ``folder``, by :data:`IMAGE_SUFFIXES`; its other files), both sorted by name.
+
+    Hidden files (``.DS_Store``, ...) and sub-folders are in neither list.
+    """
+    images: list[Path] = []
+    others: list[Path] = []
+    for path in sorted(Path(folder).iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        (images if path.suffix.lower() in IMAGE_SUFFIXES else others).append(path)
+    return images, others
+
+
 def load_image(image: ImageInput, timeout: float = URL_TIMEOUT) -> Image.Image:
     """An RGB PIL image from a path, an ``http(s)`` URL, a PIL image (any mode) or an array.
 
-    See the module docstring for the conversion rules. ``timeout``: seconds for a URL.
+    See the module docstring for the conversion rules. ``timeout``: seconds for a URL. A file or
+    URL that cannot be read or converted is a :class:`MoXIError` naming it.
     """
+    name = None
     if isinstance(image, str) and image.lower().startswith(("http://", "https://")):
+        name = image
         image = _fetch(image, timeout)
     elif isinstance(image, (str, os.PathLike)):
+        name = os.fspath(image)
         image = _open(Path(image))
     elif isinstance(image, np.ndarray):
         image = _from_array(image)
@@ -59,11 +82,16 @@ def load_image(image: ImageInput, timeout: float = URL_TIMEOUT) -> Image.Image:
                         "tensor, or each picture as a path, a PIL image or an (H, W, 3) uint8 numpy array")
     elif not isinstance(image, Image.Image):
         raise MoXIError(f"cannot use a {type(image).__name__} as an image; give a path, a URL, a PIL image or an array")
-    if image.width == 0 or image.height == 0:
-        raise MoXIError(f"the image is empty ({image.width}x{image.height} pixels)")
-    with contextlib.suppress(Exception):  # a damaged EXIF block only costs the orientation
-        image = ImageOps.exif_transpose(image)
-    return _to_rgb(image)
+    try:
+        if image.width == 0 or image.height == 0:
+            raise MoXIError(f"the image is empty ({image.width}x{image.height} pixels)")
+        with contextlib.suppress(Exception):  # a damaged EXIF block only costs the orientation
+            image = ImageOps.exif_transpose(image)
+        return _to_rgb(image)
+    except MoXIError as error:
+        if name is None:
+            raise
+        raise MoXIError(f"cannot read image {name!r}: {error}") from None
 
 
 def _open(path: Path) -> Image.Image:
@@ -73,13 +101,29 @@ def _open(path: Path) -> Image.Image:
 
 
 def _decode(source: Path | io.BytesIO, name: str) -> Image.Image:
-    """The decoded image of a file or of fetched bytes; ``name`` (path or URL) is for the error."""
+    """The decoded image of a file or of fetched bytes; ``name`` (path or URL) is for the error.
+
+    An image larger than PIL's ``Image.MAX_IMAGE_PIXELS`` is refused before its pixels are
+    decoded (PIL only warns up to twice that limit; here both are the same refusal).
+    """
     try:
-        with Image.open(source) as opened:
-            opened.load()
-            return opened.copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as opened:
+                opened.load()
+                return opened.copy()
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+        raise MoXIError(f"cannot read image {name!r}: {_too_large(error)}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise MoXIError(f"cannot read image {name!r}: {error}") from None
+
+
+def _too_large(error: Exception) -> str:
+    """Why a decompression bomb is refused: its pixel count (from PIL's message, when it says) and the limit."""
+    declared = re.search(r"\((\d+) pixels\)", str(error))
+    size = f"{int(declared.group(1)):,} pixels" if declared else "its size"
+    return (f"{size} is more than the limit of {Image.MAX_IMAGE_PIXELS:,} pixels (PIL.Image.MAX_IMAGE_PIXELS): "
+            "a possible decompression bomb, not decoded")
 
 
 def _fetch(url: str, timeout: float) -> Image.Image:

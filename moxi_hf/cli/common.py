@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from ..defaults import SAMPLE_SUFFIXES, default_model_path, sample_images
+from ..defaults import default_model_path, sample_images
 from ..errors import MoXIError
 from ..options import DTYPES, MASKINGS, METHOD_OPTIONS, REWARD_NAMES, Option
 
@@ -222,13 +222,34 @@ def resolve_images(args: argparse.Namespace) -> list[InputImage]:
             continue
         path = Path(given)
         if path.is_dir():  # a folder stands for the image files in it
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SAMPLE_SUFFIXES)
-            if not found:
-                raise MoXIError(f"image folder {str(path)!r} has no image files ({', '.join(SAMPLE_SUFFIXES)})")
-            images.extend(InputImage(p, p.relative_to(path).as_posix()) for p in found)
+            images.extend(InputImage(p, p.relative_to(path).as_posix()) for p in folder_images(path))
         else:
             images.append(InputImage(path, path.name))
     return images
+
+
+#: files of a folder named in the one line that lists them, before "and N more"
+LISTED_FILES = 10
+
+
+def _file_names(paths: Sequence[Path]) -> str:
+    names = ", ".join(path.name for path in paths[:LISTED_FILES])
+    return names + (f" and {len(paths) - LISTED_FILES} more" if len(paths) > LISTED_FILES else "")
+
+
+def folder_images(folder: Path) -> list[Path]:
+    """The image files of ``--image DIR``; its other files are named in one line on stderr (none: an error)."""
+    from ..images import IMAGE_SUFFIXES, image_files
+
+    found, others = image_files(folder)
+    suffixes = ", ".join(IMAGE_SUFFIXES)
+    if not found:
+        holds = f"; it holds {_file_names(others)}" if others else ""
+        raise MoXIError(f"image folder {str(folder)!r} has no image files ({suffixes}){holds}")
+    if others:
+        print(f"moxi: skipping {len(others)} files that are not images ({suffixes}) in {str(folder)!r}: "
+              f"{_file_names(others)}", file=sys.stderr)
+    return found
 
 
 def read_images(images: Sequence[InputImage]) -> tuple[list[InputImage], list[str]]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import MoXIError
+from ..images import IMAGE_SUFFIXES
 from .config import EvaluationConfig
 
 __all__ = [
@@ -23,7 +24,6 @@ __all__ = [
 
 #: images per forward pass while selecting correctly classified images (fixed: selection runs on the main process)
 SELECT_BATCH = 32
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def is_local(path: str) -> bool:
@@ -62,7 +62,7 @@ class DataSource:
 
 def _has_images(folder: str) -> bool:
     for _, _, files in os.walk(folder):
-        if any(name.lower().endswith(_IMAGE_SUFFIXES) for name in files):
+        if any(name.lower().endswith(IMAGE_SUFFIXES) for name in files):
             return True
     return False
 
