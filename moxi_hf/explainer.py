@@ -9,7 +9,7 @@ import torch
 
 from .errors import MoXIError
 from .explanation import Explanation
-from .images import ImageInput, check_pixel_values, model_view, preprocess
+from .images import ImageInput, check_pixel_values, image_name, model_view, preprocess
 from .loading import (
     ExplainableModel,
     build_adapter,
@@ -187,7 +187,7 @@ class Explainer:
             if not images:
                 raise MoXIError("no images to explain")
             pixel_values, pil_images = self.preprocess(images)
-            names = [os.fspath(i) if isinstance(i, (str, os.PathLike)) else None for i in images]
+            names = [image_name(i) for i in images]
         if labels is not None and len(labels) != pixel_values.shape[0]:
             raise MoXIError(f"got {len(labels)} labels for {pixel_values.shape[0]} images")
         predicted = self.predict(pixel_values)

@@ -22,8 +22,6 @@ import contextlib
 import io
 import os
 import re
-import urllib.error
-import urllib.request
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,18 +30,17 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import MoXIError
+from .urls import URL_TIMEOUT, fetch, is_url, public_url
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["IMAGE_SUFFIXES", "URL_TIMEOUT", "ImageInput", "check_pixel_values", "image_files", "load_image",
-           "model_view", "preprocess"]
+__all__ = ["IMAGE_SUFFIXES", "URL_TIMEOUT", "ImageInput", "check_pixel_values", "image_files", "image_name",
+           "load_image", "model_view", "preprocess"]
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
 #: the files a folder of images stands for (``moxi explain --image DIR``, sample images, local datasets)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-#: Seconds to wait for an image URL (each connect and read).
-URL_TIMEOUT = 10.0
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _TRANSPARENT = ("RGBA", "LA", "PA", "RGBa", "La")
 
@@ -62,18 +59,27 @@ def image_files(folder: str | os.PathLike) -> tuple[list[Path], list[Path]]:
     return images, others
 
 
-def load_image(image: ImageInput, timeout: float = URL_TIMEOUT) -> Image.Image:
+def image_name(image: object) -> str | None:
+    """What an explanation records of its input: a path as given, a URL by :func:`~moxi_hf.urls.public_url`
+    (no credentials, query or fragment), nothing for pictures and arrays."""
+    if is_url(image):
+        return public_url(image)
+    return os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+
+
+def load_image(image: ImageInput, timeout: float = URL_TIMEOUT, deadline: float | None = None,
+               max_bytes: int | None = None) -> Image.Image:
     """An RGB PIL image from a path, an ``http(s)`` URL, a PIL image (any mode) or an array.
 
-    See the module docstring for the conversion rules. ``timeout``: seconds for a URL. A file or
-    URL that cannot be read or converted is a :class:`MoXIError` naming it.
+    See the module docstring for the conversion rules. For a URL (:func:`moxi_hf.urls.fetch`):
+    ``timeout`` seconds per step, ``deadline`` seconds in all and ``max_bytes`` (defaults: 60 s and
+    20 MB, or ``$MOXI_URL_DEADLINE`` / ``$MOXI_URL_MAX_BYTES``). A file or URL that cannot be read or
+    converted is a :class:`MoXIError` naming it (a URL without its query string).
     """
-    name = None
-    if isinstance(image, str) and image.lower().startswith(("http://", "https://")):
-        name = image
-        image = _fetch(image, timeout)
+    name = image_name(image)
+    if is_url(image):
+        image = _decode(io.BytesIO(fetch(image, timeout, deadline, max_bytes)), name)
     elif isinstance(image, (str, os.PathLike)):
-        name = os.fspath(image)
         image = _open(Path(image))
     elif isinstance(image, np.ndarray):
         image = _from_array(image)
@@ -124,23 +130,6 @@ def _too_large(error: Exception) -> str:
     size = f"{int(declared.group(1)):,} pixels" if declared else "its size"
     return (f"{size} is more than the limit of {Image.MAX_IMAGE_PIXELS:,} pixels (PIL.Image.MAX_IMAGE_PIXELS): "
             "a possible decompression bomb, not decoded")
-
-
-def _fetch(url: str, timeout: float) -> Image.Image:
-    request = urllib.request.Request(url, headers={"User-Agent": "moxi-hf"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            data = response.read()
-    except urllib.error.HTTPError as error:
-        raise MoXIError(f"could not fetch image {url!r}: HTTP {error.code} {error.reason}") from None
-    except TimeoutError:
-        raise MoXIError(f"could not fetch image {url!r}: no answer within {timeout:g} s") from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        if isinstance(reason, TimeoutError):
-            raise MoXIError(f"could not fetch image {url!r}: no answer within {timeout:g} s") from None
-        raise MoXIError(f"could not fetch image {url!r}: {reason}") from None
-    return _decode(io.BytesIO(data), url)
 
 
 def _from_array(array: np.ndarray) -> Image.Image:

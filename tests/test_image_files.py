@@ -124,3 +124,136 @@ def test_a_folder_without_images_names_what_it_holds(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1
     assert "has no image files" in err and ".tiff" in err and "notes.txt" in err
+
+
+# -- URLs: what is recorded, how long and how much is read ------------------------------------------
+
+
+def test_public_url_keeps_scheme_host_and_path_only():
+    from moxi_hf.urls import public_url
+
+    assert public_url("http://bob:secret@Example.org:8080/pics/cat.png?token=abc&user=alice#top") == \
+        "http://example.org:8080/pics/cat.png"
+    assert public_url("https://example.org/cat.png") == "https://example.org/cat.png"
+    assert public_url("https://[::1]:99/a;b?c") == "https://[::1]:99/a;b"
+
+
+def leaked(folder: Path, *secrets: str) -> list[str]:
+    """Files under ``folder`` whose bytes hold any of ``secrets``."""
+    return [str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file()
+            and any(secret.encode() in path.read_bytes() for secret in secrets)]
+
+
+def test_a_url_query_and_credentials_are_never_recorded(tmp_path, capsys):
+    import datasets
+
+    from helpers import serve_folder
+
+    served = tmp_path / "served"
+    served.mkdir()
+    shutil.copy(min(SAMPLES.glob("*.png")), served / "digit.png")
+    out = tmp_path / "out"
+    with serve_folder(served) as base:
+        host = base.removeprefix("http://")
+        url = f"http://bob:hunter2@{host}/digit.png?token=abc123&user=alice#frag"
+        code = main(["explain", "--quiet", "--image", url, "--method", "self-shapley", "--output-dir", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((out / "digit" / "explanation.json").read_text())["image"] == f"{base}/digit.png"
+    rows = datasets.load_dataset("parquet", data_files=str(out / "data" / "explanations.parquet"), split="train")
+    assert rows["image"] == ["digit.png"]
+    assert leaked(out, "abc123", "alice", "hunter2", "bob:", "frag") == []
+
+
+def test_the_python_api_records_the_public_url(tmp_path):
+    from helpers import serve_folder
+    from moxi_hf import Explainer
+
+    served = tmp_path / "served"
+    served.mkdir()
+    shutil.copy(min(SAMPLES.glob("*.png")), served / "digit.png")
+    explainer = Explainer.from_pretrained(SAMPLES.parent)
+    with serve_folder(served) as base:
+        explanation = explainer.explain(f"{base}/digit.png?token=abc123", method="self-shapley")
+    assert explanation.image == f"{base}/digit.png"
+    assert "abc123" not in explanation.to_json()
+
+
+class _Slow:
+    """An HTTP server on 127.0.0.1 whose one route sends ``body`` after headers declaring ``length``,
+    ``chunk`` bytes every ``pause`` seconds."""
+
+    def __init__(self, body: bytes, length: int | None, chunk: int, pause: float):
+        import http.server
+        import threading
+        import time
+
+        outer = self
+        self.sent = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                if length is not None:
+                    self.send_header("Content-Length", str(length))
+                self.end_headers()
+                try:
+                    for start in range(0, len(body), chunk):
+                        self.wfile.write(body[start:start + chunk])
+                        self.wfile.flush()
+                        outer.sent += len(body[start:start + chunk])
+                        time.sleep(pause)
+                except OSError:  # the client hung up: what the limits are for
+                    pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/image.png"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_dripping_url_stops_at_the_total_deadline(monkeypatch):
+    import time
+
+    digit = min(SAMPLES.glob("*.png")).read_bytes()
+    server = _Slow(digit, len(digit), chunk=1, pause=0.2)  # a 300-byte PNG at 5 bytes a second: a minute
+    try:
+        start = time.monotonic()
+        with pytest.raises(MoXIError, match=r"could not fetch image .*image\.png.*not complete within 1 s"):
+            load_image(server.url, deadline=1)
+        assert time.monotonic() - start < 3
+        monkeypatch.setenv("MOXI_URL_DEADLINE", "0.5")  # the same limit from the environment (the CLI's way)
+        start = time.monotonic()
+        with pytest.raises(MoXIError, match=r"not complete within 0\.5 s.*MOXI_URL_DEADLINE"):
+            load_image(server.url)
+        assert time.monotonic() - start < 2
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "no-length"])
+def test_a_url_larger_than_the_cap_is_refused_without_reading_it(monkeypatch, declared):
+    body = b"\x89PNG" + bytes(2_000_000)
+    server = _Slow(body, len(body) if declared else None, chunk=10_000, pause=0.001)
+    try:
+        with pytest.raises(MoXIError, match=r"larger than the limit of 1,000 bytes"):
+            load_image(server.url, max_bytes=1000)
+        monkeypatch.setenv("MOXI_URL_MAX_BYTES", "50000")
+        with pytest.raises(MoXIError, match=r"larger than the limit of 50,000 bytes.*MOXI_URL_MAX_BYTES"):
+            load_image(server.url)
+        assert server.sent < len(body)  # stopped early, not read to the end
+    finally:
+        server.close()
+
+
+def test_url_limits_default_to_the_demo_upload_size():
+    from moxi_hf import urls
+
+    assert urls.URL_MAX_BYTES == 20_000_000 and 30 <= urls.URL_DEADLINE <= 120

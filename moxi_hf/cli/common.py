@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from ..defaults import default_model_path, sample_images
 from ..errors import MoXIError
 from ..options import DTYPES, MASKINGS, METHOD_OPTIONS, REWARD_NAMES, Option
+from ..urls import is_url, public_url
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -185,7 +186,8 @@ def load_explainer(args: argparse.Namespace):
 @dataclass
 class InputImage:
     """One input: ``path`` (a file as found, or an ``http(s)`` URL kept as str) and ``name``, what the rows
-    record: the path relative to the ``--image`` folder or file given, or the URL."""
+    record: the path relative to the ``--image`` folder or file given, or the URL without credentials, query
+    or fragment."""
 
     path: Path | str
     name: str
@@ -194,11 +196,6 @@ class InputImage:
     def file_name(self) -> str:
         """The last path component: the file's name, or that of the URL's path."""
         return url_file_name(self.path) if is_url(self.path) else Path(self.path).name
-
-
-def is_url(given: object) -> bool:
-    """True for an ``http://`` or ``https://`` string."""
-    return isinstance(given, str) and given.lower().startswith(("http://", "https://"))
 
 
 def url_file_name(url: str) -> str:
@@ -218,7 +215,7 @@ def resolve_images(args: argparse.Namespace) -> list[InputImage]:
     images: list[InputImage] = []
     for given in args.image:
         if is_url(given):
-            images.append(InputImage(given, given))
+            images.append(InputImage(given, public_url(given)))
             continue
         path = Path(given)
         if path.is_dir():  # a folder stands for the image files in it
