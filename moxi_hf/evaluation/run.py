@@ -238,6 +238,8 @@ def evaluate(config: EvaluationConfig) -> dict:
     explainer = Explainer.from_pretrained(model, masking=config.masking, reward=config.reward,
                                           players_grid=config.players_grid, dtype=config.dtype, device=device)
     source = open_dataset(config)
+    source.match_model([explainer.label_name(label) for label in range(explainer.num_labels)],
+                       quiet=config.quiet or not main)
     methods = methods_for(explainer, config.methods)
     curves = list(config.curves)
     n_rows = len(methods) * len(curves)  # rows per image: one per method and curve
