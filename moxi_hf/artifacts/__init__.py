@@ -35,7 +35,7 @@ from .folder import (
     write_images,
     write_rows,
 )
-from .loading import Artifacts, load_artifacts
+from .loading import Artifacts, check_artifact_files, load_artifacts
 from .schema import (
     CARD_FILE,
     CONFIG_FILE,
@@ -75,6 +75,7 @@ __all__ = [
     "auc_table",
     "card_text",
     "check_artifact_dir",
+    "check_artifact_files",
     "explainer_settings",
     "explanation_to_row",
     "image_features",
