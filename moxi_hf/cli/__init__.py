@@ -81,8 +81,16 @@ def main(argv: list[str] | None = None) -> int:
         print("moxi: interrupted; finished results are kept", file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 - one line for the user, traceback with --debug
-        if args.debug:
-            traceback.print_exc()
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"moxi: error: {message}", file=sys.stderr)
+        print_error(error, args)
         return 1
+
+
+def print_error(error: BaseException, args: argparse.Namespace) -> None:
+    """``moxi: error: <first line>`` on stderr (the traceback before it with ``--debug``), credentials scrubbed."""
+    from ..secrets import known_secrets, scrub_text
+
+    secrets = known_secrets([getattr(args, "token", None)])
+    if args.debug:
+        print(scrub_text("".join(traceback.format_exception(error)), secrets), file=sys.stderr, end="")
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    print(f"moxi: error: {scrub_text(message, secrets)}", file=sys.stderr)

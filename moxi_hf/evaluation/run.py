@@ -407,16 +407,16 @@ def _write_outputs(output_dir: Path, explainer: Explainer, source: DataSource, c
 
 def _push(output_dir: Path, summary: dict, config: EvaluationConfig) -> None:
     """Print the results and the folder, then upload; a failure says the results are saved and how to retry."""
-    from ..hub import push_artifacts
+    from .. import hub
 
     if not config.quiet:
         print(format_summary(summary), flush=True)
         print(f"results saved in {output_dir}; pushing to dataset repo {config.push_to_hub}", file=sys.stderr)
     try:
-        url = push_artifacts(output_dir, config.push_to_hub, private=config.hub_private)
+        url = hub.push_artifacts(output_dir, config.push_to_hub, private=config.hub_private)
     except MoXIError as error:
         raise MoXIError(f"{error} -- the results are saved in {output_dir}; retry the upload with "
-                        f"`moxi push {output_dir} --repo-id {config.push_to_hub}`") from None
+                        f"`{hub.retry_command(output_dir, config.push_to_hub)}`") from None
     if not config.quiet:
         print(f"pushed to {url}", file=sys.stderr)
 
