@@ -83,13 +83,19 @@ class Explainer:
         max_tokens: int = DEFAULT_MAX_TOKENS,
         baseline: str = "zero",
         pixel_grid: int | tuple[int, int] | None = None,
+        trust_remote_code: bool = False,
         **from_pretrained_kwargs,
     ) -> Explainer:
-        """Load any HF image classifier (ViT-family models get token removal, others pixel masking)."""
+        """Load any HF image classifier (ViT-family models get token removal, others pixel masking).
+
+        ``trust_remote_code=True`` lets a model that ships its own Python code run it; without it such
+        a model is refused with a one-line :class:`MoXIError` (no question on stdin).
+        """
         check_reward(reward)
         loaded: ExplainableModel = load_explainable_model(
             path_or_id, masking=masking, dtype=resolve_dtype(dtype), device=resolve_device(device),
-            grid=pixel_grid, baseline=baseline, players_grid=players_grid, **from_pretrained_kwargs,
+            grid=pixel_grid, baseline=baseline, players_grid=players_grid, trust_remote_code=trust_remote_code,
+            **from_pretrained_kwargs,
         )
         return cls(loaded.model, loaded.processor, loaded.adapter, reward=reward, players_grid=players_grid,
                    max_batch_size=max_batch_size, max_tokens=max_tokens, name=loaded.name)

@@ -30,6 +30,7 @@ __all__ = [
     "add_model_flags",
     "add_removal_flags",
     "add_sub_command",
+    "add_trust_flag",
     "batches",
     "describe_class",
     "finish",
@@ -101,6 +102,13 @@ def add_removal_flags(group, device_choices: Sequence[str] = DEVICE_CHOICES, dev
     group.add_argument("--device", choices=device_choices, default=device_default, help=device_help)
 
 
+def add_trust_flag(group) -> None:
+    """``--trust-remote-code``: let a model that ships its own Python code run it (off: such a model is refused)."""
+    group.add_argument("--trust-remote-code", action="store_true",
+                       help="run Python code that comes with the model (its config's auto_map); only for models "
+                            "whose authors you trust (default: never run it, and refuse a model that needs it)")
+
+
 def add_batch_size_flag(group) -> None:
     group.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="N",
                        help=f"images explained together, sharing forward passes (default: {DEFAULT_BATCH_SIZE})")
@@ -117,6 +125,7 @@ def add_model_flags(parser: argparse.ArgumentParser, output_help: str, default_o
     group.add_argument("--label", type=int, metavar="INT",
                        help="class index to explain for every image (default: the model's prediction)")
     add_removal_flags(group)
+    add_trust_flag(group)
     group.add_argument("--output-dir", default=default_output, metavar="DIR",
                        help=f"{output_help} (default: {default_output})")
     add_batch_size_flag(group)
@@ -176,7 +185,7 @@ def load_explainer(args: argparse.Namespace):
     try:
         return Explainer.from_pretrained(
             model, masking=args.masking, reward=args.reward, players_grid=args.players_grid,
-            dtype=args.dtype, device=args.device,
+            dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code,
         )
     except MoXIError as error:  # speak in flags, not keyword arguments
         raise MoXIError(str(error).replace("masking='pixel'", "--masking pixel")

@@ -236,7 +236,8 @@ def evaluate(config: EvaluationConfig) -> dict:
     model = _resolve_model(config.model)
     device = _resolve_device(state, config.device)
     explainer = Explainer.from_pretrained(model, masking=config.masking, reward=config.reward,
-                                          players_grid=config.players_grid, dtype=config.dtype, device=device)
+                                          players_grid=config.players_grid, dtype=config.dtype, device=device,
+                                          trust_remote_code=config.trust_remote_code)
     source = open_dataset(config)
     source.match_model([explainer.label_name(label) for label in range(explainer.num_labels)],
                        quiet=config.quiet or not main)
