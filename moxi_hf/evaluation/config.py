@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+from ..defaults import DEFAULT_MODEL_NAME
 from ..errors import MoXIError
 from ..options import (
     CURVES,
@@ -20,8 +20,8 @@ from ..options import (
 __all__ = ["DEFAULT_DATASET", "DEFAULT_MODEL", "DEFAULT_NUM_IMAGES", "EvaluationConfig", "default_model",
            "method_options"]
 
-#: The shipped checkpoint, used when no model is given (same default as ``moxi explain``).
-DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "models" / "moxi-vit-mnist")
+#: The name of the embedded default model, used when no model is given (its folder: :func:`default_model`).
+DEFAULT_MODEL = DEFAULT_MODEL_NAME
 
 
 def default_model() -> str:
