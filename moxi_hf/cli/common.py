@@ -30,6 +30,7 @@ __all__ = [
     "add_model_flags",
     "add_removal_flags",
     "add_sub_command",
+    "add_threads_flag",
     "add_trust_flag",
     "batches",
     "describe_class",
@@ -74,10 +75,18 @@ def interaction_top(text: str) -> int:
     return _int_at_least(text, 2, "an integer of at least 2 (a pair needs two players)")
 
 
+def add_threads_flag(parser: argparse.ArgumentParser, dest: str = "threads") -> None:
+    """``--threads N``: torch's CPU threads (default: torch's own count, waiting passively; see moxi_hf.threads)."""
+    parser.add_argument("--threads", dest=dest, type=positive_int, metavar="N",
+                        help="CPU threads for torch (default: $MOXI_THREADS, else one per core; idle threads sleep "
+                             "instead of spinning, so another busy process does not slow moxi down)")
+
+
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
-    """``--quiet``/``--debug`` accepted after the sub-command too."""
+    """``--quiet``/``--debug``/``--threads`` accepted after the sub-command too."""
     parser.add_argument("--quiet", dest="sub_quiet", action="store_true", help="no progress bars or summaries")
     parser.add_argument("--debug", dest="sub_debug", action="store_true", help="show full tracebacks on errors")
+    add_threads_flag(parser, dest="sub_threads")
 
 
 def add_sub_command(subparsers, name: str, run, help: str, description: str) -> argparse.ArgumentParser:
