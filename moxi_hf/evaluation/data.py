@@ -87,8 +87,8 @@ class DataSource:
 
     def model_label(self, label, num_labels: int, index: int) -> int:
         """The model's label of dataset ``label`` of image ``index`` (checked by :func:`check_label`)."""
-        if self.label_map is not None and isinstance(label, int):
-            label = self.label_map.get(label, label)
+        if self.label_map is not None and isinstance(label, (int, np.integer)) and not isinstance(label, bool):
+            label = self.label_map.get(int(label), label)
         return check_label(label, num_labels, index)
 
     @property
