@@ -121,12 +121,14 @@ class Artifacts:
         return output_dir
 
     def push_to_hub(self, repo_id: str, private: bool = False, revision: str | None = None,
-                    commit_message: str | None = None, token: str | None = None, endpoint: str | None = None) -> str:
-        """Upload the folder to the dataset repo ``repo_id`` (as ``moxi push``); returns the repo URL."""
-        from ..hub import push_artifacts
+                    commit_message: str | None = None, token: str | None = None, endpoint: str | None = None,
+                    timeout: float | None = None) -> str:
+        """Upload the folder to the dataset repo ``repo_id`` (as ``moxi push``; ``timeout``: seconds a request
+        may go without progress, default :data:`moxi_hf.hub.HUB_TIMEOUT`); returns the repo URL."""
+        from ..hub import HUB_TIMEOUT, push_artifacts
 
         return push_artifacts(self.path, repo_id, private=private, revision=revision, commit_message=commit_message,
-                              token=token, endpoint=endpoint)
+                              token=token, endpoint=endpoint, timeout=timeout or HUB_TIMEOUT)
 
 
 def _with_num_players(curves: dict) -> dict:
