@@ -71,7 +71,8 @@ def worker(workload: str, threads: int | None) -> None:
                                              intermediate_size=1536, num_labels=10)).save_pretrained(folder)
         ViTImageProcessor().save_pretrained(folder)
         explainer = Explainer.from_pretrained(folder, players_grid=7)
-        image = Image.open(default_sample_images()[0]).convert("RGB").resize((224, 224))
+        with Image.open(default_sample_images()[0]) as digit:
+            image = digit.convert("RGB").resize((224, 224))
         method = "self-shapley"
     else:
         explainer = Explainer.from_pretrained(default_model_path())

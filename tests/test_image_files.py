@@ -102,9 +102,9 @@ def test_image_files_splits_a_folder(tmp_path):
 def test_a_tiff_in_a_folder_is_explained_and_other_files_are_listed_once(tmp_path, capsys):
     folder = tmp_path / "images"
     folder.mkdir()
-    digit = Image.open(min(SAMPLES.glob("*.png")))
-    digit.save(folder / "digit.tif")
-    digit.save(folder / "digit2.png")
+    with Image.open(min(SAMPLES.glob("*.png"))) as digit:
+        digit.save(folder / "digit.tif")
+        digit.save(folder / "digit2.png")
     (folder / "notes.txt").write_text("my notes")
     (folder / "scan.pdf").write_bytes(b"%PDF-1.4")
     out = tmp_path / "out"
