@@ -35,8 +35,8 @@ from .urls import URL_TIMEOUT, fetch, is_url, public_url
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["IMAGE_SUFFIXES", "URL_TIMEOUT", "ImageInput", "check_pixel_values", "image_files", "image_name",
-           "load_image", "model_view", "preprocess"]
+__all__ = ["IMAGE_SUFFIXES", "URL_TIMEOUT", "ImageInput", "check_pixel_values", "decode_image", "image_files",
+           "image_name", "load_image", "model_view", "preprocess"]
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
 #: the files a folder of images stands for (``moxi explain --image DIR``, sample images, local datasets)
@@ -78,7 +78,7 @@ def load_image(image: ImageInput, timeout: float = URL_TIMEOUT, deadline: float 
     """
     name = image_name(image)
     if is_url(image):
-        image = _decode(io.BytesIO(fetch(image, timeout, deadline, max_bytes)), name)
+        image = decode_image(io.BytesIO(fetch(image, timeout, deadline, max_bytes)), name)
     elif isinstance(image, (str, os.PathLike)):
         image = _open(Path(image))
     elif isinstance(image, np.ndarray):
@@ -103,11 +103,11 @@ def load_image(image: ImageInput, timeout: float = URL_TIMEOUT, deadline: float 
 def _open(path: Path) -> Image.Image:
     if not path.is_file():
         raise MoXIError(f"image file {str(path)!r} does not exist")
-    return _decode(path, str(path))
+    return decode_image(path, str(path))
 
 
-def _decode(source: Path | io.BytesIO, name: str) -> Image.Image:
-    """The decoded image of a file or of fetched bytes; ``name`` (path or URL) is for the error.
+def decode_image(source: Path | io.BytesIO, name: str) -> Image.Image:
+    """The decoded image (any mode) of a file or of encoded bytes; ``name`` (what to call it) is for the error.
 
     An image larger than PIL's ``Image.MAX_IMAGE_PIXELS`` is refused before its pixels are
     decoded (PIL only warns up to twice that limit; here both are the same refusal).

@@ -146,3 +146,14 @@ def test_same_count_different_names_are_matched_by_position_with_a_note(tmp_path
     assert "matching them by position" in capsys.readouterr().err
     [row] = rows_of(output)  # only class_h (label 7 by position) holds its own digit
     assert (row["label"], row["image"]) == (7, "class_h/x.png")
+
+
+def test_a_decompression_bomb_in_a_dataset_is_named(tmp_path, capsys):
+    from test_image_files import png_header_only
+
+    data = class_folders(tmp_path / "digits", ["3", "4"], [3, 4])
+    png_header_only(data / "3" / "bomb.png", 30000, 30000)
+    code = main(["evaluate", *QUICK, "--dataset", str(data), "--num-images", "3", "--output-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert "cannot read image '3/bomb.png'" in err and "decompression bomb" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MoXIError
-from ..images import IMAGE_SUFFIXES
+from ..images import IMAGE_SUFFIXES, decode_image
 from .config import EvaluationConfig
 
 __all__ = [
@@ -50,8 +51,16 @@ class DataSource:
     label_map: dict[int, int] | None = None
 
     def decode(self, value):
-        """A PIL image from a dataset value (undecoded {'bytes','path'} dict, PIL image or array)."""
+        """A PIL image from a dataset value (undecoded {'bytes','path'} dict, PIL image or array).
+
+        Bytes and local files go through :func:`moxi_hf.images.decode_image` (a damaged file or a
+        decompression bomb is named by :meth:`identifier`); anything else through ``datasets``.
+        """
         if self.decoder is not None and isinstance(value, dict):
+            if value.get("bytes"):
+                return decode_image(io.BytesIO(value["bytes"]), self.identifier(value) or "the dataset's image")
+            if value.get("path") and os.path.isfile(value["path"]):
+                return decode_image(Path(value["path"]), self.identifier(value))
             return self.decoder.decode_example(value)
         return value
 
