@@ -262,8 +262,8 @@ def folder_images(folder: Path) -> list[Path]:
         holds = f"; it holds {_file_names(others)}" if others else ""
         raise MoXIError(f"image folder {str(folder)!r} has no image files ({suffixes}){holds}")
     if others:
-        print(f"moxi: skipping {len(others)} files that are not images ({suffixes}) in {str(folder)!r}: "
-              f"{_file_names(others)}", file=sys.stderr)
+        what = "1 file that is not an image" if len(others) == 1 else f"{len(others)} files that are not images"
+        print(f"moxi: skipping {what} ({suffixes}) in {str(folder)!r}: {_file_names(others)}", file=sys.stderr)
     return found
 
 
