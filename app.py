@@ -12,7 +12,11 @@ from pathlib import Path
 sys.path.insert(0, os.fspath(Path(__file__).resolve().parent))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from moxi_hf.demo import build_demo, launch_demo, load_demo_model
+from moxi_hf.threads import apply_thread_policy
+
+apply_thread_policy()  # as `moxi demo`: before torch is imported
+
+from moxi_hf.demo import build_demo, launch_demo, load_demo_model  # noqa: E402 - after the thread policy
 
 demo_model = load_demo_model(os.environ.get("MOXI_DEMO_MODEL") or None)
 demo = build_demo(demo_model)

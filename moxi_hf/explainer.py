@@ -10,7 +10,7 @@ import torch
 from .cost import Cost, curve_cost
 from .errors import MoXIError
 from .explanation import Explanation, ExplanationSet
-from .images import ImageInput, check_pixel_values, model_view, preprocess
+from .images import ImageInput, check_pixel_values, image_name, model_view, preprocess
 from .interactions import attach_interactions, interactions_cost
 from .labels import label_text
 from .loading import (
@@ -88,13 +88,19 @@ class Explainer:
         max_tokens: int = DEFAULT_MAX_TOKENS,
         baseline: str = "zero",
         pixel_grid: int | tuple[int, int] | None = None,
+        trust_remote_code: bool = False,
         **from_pretrained_kwargs,
     ) -> Explainer:
-        """Load any HF image classifier (ViT-family models get token removal, others pixel masking)."""
+        """Load any HF image classifier (ViT-family models get token removal, others pixel masking).
+
+        ``trust_remote_code=True`` lets a model that ships its own Python code run it; without it such
+        a model is refused with a one-line :class:`MoXIError` (no question on stdin).
+        """
         check_reward(reward)
         loaded: ExplainableModel = load_explainable_model(
             path_or_id, masking=masking, dtype=resolve_dtype(dtype), device=resolve_device(device),
-            grid=pixel_grid, baseline=baseline, players_grid=players_grid, **from_pretrained_kwargs,
+            grid=pixel_grid, baseline=baseline, players_grid=players_grid, trust_remote_code=trust_remote_code,
+            **from_pretrained_kwargs,
         )
         return cls(loaded.model, loaded.processor, loaded.adapter, reward=reward, players_grid=players_grid,
                    max_batch_size=max_batch_size, max_tokens=max_tokens, name=loaded.name)
@@ -319,7 +325,7 @@ class Explainer:
             if not images:
                 raise MoXIError("no images to explain")
             pixel_values, pil_images = self.preprocess(images)
-            names = [os.fspath(i) if isinstance(i, (str, os.PathLike)) else None for i in images]
+            names = [image_name(i) for i in images]
             views = self.model_views(pil_images)
         predicted = self.predict(pixel_values)
         targets = self.resolve_labels(labels, predicted)

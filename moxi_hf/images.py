@@ -21,8 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import urllib.error
-import urllib.request
+import re
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,26 +30,55 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import MoXIError
+from .urls import URL_TIMEOUT, fetch, is_url, public_url
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["URL_TIMEOUT", "ImageInput", "check_pixel_values", "load_image", "model_view", "preprocess"]
+__all__ = ["IMAGE_SUFFIXES", "URL_TIMEOUT", "ImageInput", "check_pixel_values", "decode_image", "image_files",
+           "image_name", "load_image", "model_view", "preprocess"]
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
-#: Seconds to wait for an image URL (each connect and read).
-URL_TIMEOUT = 10.0
+#: the files a folder of images stands for (``moxi explain --image DIR``, sample images, local datasets)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _TRANSPARENT = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
-def load_image(image: ImageInput, timeout: float = URL_TIMEOUT) -> Image.Image:
+def image_files(folder: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """(the image files directly in ``folder``, by :data:`IMAGE_SUFFIXES`; its other files), both sorted by name.
+
+    Hidden files (``.DS_Store``, ...) and sub-folders are in neither list.
+    """
+    images: list[Path] = []
+    others: list[Path] = []
+    for path in sorted(Path(folder).iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        (images if path.suffix.lower() in IMAGE_SUFFIXES else others).append(path)
+    return images, others
+
+
+def image_name(image: object) -> str | None:
+    """What an explanation records of its input: a path as given, a URL by :func:`~moxi_hf.urls.public_url`
+    (no credentials, query or fragment), nothing for pictures and arrays."""
+    if is_url(image):
+        return public_url(image)
+    return os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+
+
+def load_image(image: ImageInput, timeout: float = URL_TIMEOUT, deadline: float | None = None,
+               max_bytes: int | None = None) -> Image.Image:
     """An RGB PIL image from a path, an ``http(s)`` URL, a PIL image (any mode) or an array.
 
-    See the module docstring for the conversion rules. ``timeout``: seconds for a URL.
+    See the module docstring for the conversion rules. For a URL (:func:`moxi_hf.urls.fetch`):
+    ``timeout`` seconds per step, ``deadline`` seconds in all and ``max_bytes`` (defaults: 60 s and
+    20 MB, or ``$MOXI_URL_DEADLINE`` / ``$MOXI_URL_MAX_BYTES``). A file or URL that cannot be read or
+    converted is a :class:`MoXIError` naming it (a URL without its query string).
     """
-    if isinstance(image, str) and image.lower().startswith(("http://", "https://")):
-        image = _fetch(image, timeout)
+    name = image_name(image)
+    if is_url(image):
+        image = decode_image(io.BytesIO(fetch(image, timeout, deadline, max_bytes)), name)
     elif isinstance(image, (str, os.PathLike)):
         image = _open(Path(image))
     elif isinstance(image, np.ndarray):
@@ -60,48 +88,48 @@ def load_image(image: ImageInput, timeout: float = URL_TIMEOUT) -> Image.Image:
                         "tensor, or each picture as a path, a PIL image or an (H, W, 3) uint8 numpy array")
     elif not isinstance(image, Image.Image):
         raise MoXIError(f"cannot use a {type(image).__name__} as an image; give a path, a URL, a PIL image or an array")
-    if image.width == 0 or image.height == 0:
-        raise MoXIError(f"the image is empty ({image.width}x{image.height} pixels)")
-    with contextlib.suppress(Exception):  # a damaged EXIF block only costs the orientation
-        image = ImageOps.exif_transpose(image)
-    return _to_rgb(image)
+    try:
+        if image.width == 0 or image.height == 0:
+            raise MoXIError(f"the image is empty ({image.width}x{image.height} pixels)")
+        with contextlib.suppress(Exception):  # a damaged EXIF block only costs the orientation
+            image = ImageOps.exif_transpose(image)
+        return _to_rgb(image)
+    except MoXIError as error:
+        if name is None:
+            raise
+        raise MoXIError(f"cannot read image {name!r}: {error}") from None
 
 
 def _open(path: Path) -> Image.Image:
     if not path.is_file():
         raise MoXIError(f"image file {str(path)!r} does not exist")
-    return _decode(path, str(path))
+    return decode_image(path, str(path))
 
 
-def _decode(source: Path | io.BytesIO, name: str) -> Image.Image:
-    """The decoded image of a file or of fetched bytes; ``name`` (path or URL) is for the error."""
+def decode_image(source: Path | io.BytesIO, name: str) -> Image.Image:
+    """The decoded image (any mode) of a file or of encoded bytes; ``name`` (what to call it) is for the error.
+
+    An image larger than PIL's ``Image.MAX_IMAGE_PIXELS`` is refused before its pixels are
+    decoded (PIL only warns up to twice that limit; here both are the same refusal).
+    """
     try:
         with warnings.catch_warnings():
-            # PIL warns about images over its pixel limit and refuses those over twice it: both are refused here
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source) as opened:
                 opened.load()
                 return opened.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
-            Image.DecompressionBombError) as error:
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+        raise MoXIError(f"cannot read image {name!r}: {_too_large(error)}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise MoXIError(f"cannot read image {name!r}: {error}") from None
 
 
-def _fetch(url: str, timeout: float) -> Image.Image:
-    request = urllib.request.Request(url, headers={"User-Agent": "moxi-hf"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            data = response.read()
-    except urllib.error.HTTPError as error:
-        raise MoXIError(f"could not fetch image {url!r}: HTTP {error.code} {error.reason}") from None
-    except TimeoutError:
-        raise MoXIError(f"could not fetch image {url!r}: no answer within {timeout:g} s") from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        if isinstance(reason, TimeoutError):
-            raise MoXIError(f"could not fetch image {url!r}: no answer within {timeout:g} s") from None
-        raise MoXIError(f"could not fetch image {url!r}: {reason}") from None
-    return _decode(io.BytesIO(data), url)
+def _too_large(error: Exception) -> str:
+    """Why a decompression bomb is refused: its pixel count (from PIL's message, when it says) and the limit."""
+    declared = re.search(r"\((\d+) pixels\)", str(error))
+    size = f"{int(declared.group(1)):,} pixels" if declared else "its size"
+    return (f"{size} is more than the limit of {Image.MAX_IMAGE_PIXELS:,} pixels (PIL.Image.MAX_IMAGE_PIXELS): "
+            "a possible decompression bomb, not decoded")
 
 
 def _from_array(array: np.ndarray) -> Image.Image:

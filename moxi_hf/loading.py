@@ -167,6 +167,7 @@ def load_explainable_model(
     baseline: str = "zero",
     attn_implementation: str = "sdpa",
     players_grid: int | tuple[int, int] | None = None,
+    trust_remote_code: bool = False,
     **from_pretrained_kwargs,
 ) -> ExplainableModel:
     """Load a classifier from a local folder or a Hub id and pick its removal adapter.
@@ -175,15 +176,20 @@ def load_explainable_model(
     pixel masking for every other classifier; ``"token"`` on a model without patch tokens is an
     error. ``grid`` is the pixel-masking cell grid (default: a ViT's patch grid, or
     :data:`DEFAULT_PIXEL_GRID` for models without patch tokens, or ``players_grid`` when given).
+    ``trust_remote_code``: run Python code shipped with the model (its ``auto_map``); without it, a
+    model that cannot load without its own code is refused in one line, and nobody is asked on stdin.
     """
     if masking not in MASKINGS:
         raise MoXIError(f"unknown masking {masking!r}; choose one of {', '.join(MASKINGS)}")
     dtype = resolve_dtype(dtype)
     device = resolve_device(device)
     name = resolve_model_source(path_or_id, local_files_only=from_pretrained_kwargs.get("local_files_only", False))
+    trust = bool(trust_remote_code)
+    from_pretrained_kwargs.pop("trust_remote_code", None)
     try:
-        config = AutoConfig.from_pretrained(name, **from_pretrained_kwargs)
+        config = AutoConfig.from_pretrained(name, trust_remote_code=trust, **from_pretrained_kwargs)
     except Exception as error:  # noqa: BLE001 - transformers raises many kinds here
+        _refuse_remote_code(name, error, trust)
         raise MoXIError(f"could not load a model config from {name!r}: {error}") from None
     use_tokens = uses_token_removal(config.model_type, masking)
     kwargs = dict(from_pretrained_kwargs)
@@ -192,17 +198,20 @@ def load_explainable_model(
         kwargs.setdefault("attn_implementation", "eager" if eager else attn_implementation)
     try:
         if use_tokens:
-            model = _token_class(config).from_pretrained(name, dtype=dtype, **kwargs)
+            model = _token_class(config).from_pretrained(name, dtype=dtype, trust_remote_code=trust, **kwargs)
         else:
-            model = AutoModelForImageClassification.from_pretrained(name, dtype=dtype, **kwargs)
+            model = AutoModelForImageClassification.from_pretrained(name, dtype=dtype, trust_remote_code=trust,
+                                                                    **kwargs)
     except ValueError as error:
+        _refuse_remote_code(name, error, trust)
         raise MoXIError(f"{name!r} is not an image classifier: {error}") from None
     except OSError as error:
         raise MoXIError(f"could not load model weights from {name!r}: {error}") from None
     model.to(device).eval()
     try:
-        processor = _load_processor(name, from_pretrained_kwargs)
+        processor = _load_processor(name, from_pretrained_kwargs, trust)
     except Exception as error:  # noqa: BLE001
+        _refuse_remote_code(name, error, trust)
         raise MoXIError(f"could not load the image processor of {name!r}: {error}") from None
     size = _image_size(processor, config)
     config_size = as_pair(config.image_size) if isinstance(getattr(config, "image_size", None), int) else None
@@ -211,13 +220,22 @@ def load_explainable_model(
     return ExplainableModel(model, processor, adapter, name)
 
 
-def _load_processor(name: str, kwargs: dict):
+def _refuse_remote_code(name: str, error: Exception, trusted: bool) -> None:
+    """One line for a model that cannot load without running its own code (transformers' error asks for
+    ``trust_remote_code=True``); returns when ``error`` is about something else."""
+    if not trusted and "trust_remote_code" in str(error):
+        raise MoXIError(f"the model {name!r} needs its own Python code to load (auto_map in its config), and moxi "
+                        "never runs a model's code unless asked: if you trust its authors, pass "
+                        "--trust-remote-code (trust_remote_code=True in Python)") from None
+
+
+def _load_processor(name: str, kwargs: dict, trust_remote_code: bool):
     # Without torchvision the fast processors are unavailable and transformers logs a warning
     # on every load; the slow (PIL) processor gives the same tensors.
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
         hub_kwargs = {k: v for k, v in kwargs.items() if k in ("token", "revision", "cache_dir", "local_files_only")}
-        return AutoImageProcessor.from_pretrained(name, **hub_kwargs)
+        return AutoImageProcessor.from_pretrained(name, trust_remote_code=trust_remote_code, **hub_kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)

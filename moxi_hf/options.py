@@ -14,8 +14,8 @@ from typing import Any
 from .errors import MoXIError
 
 __all__ = ["CURVES", "DEFAULT_BATCH_SIZE", "DEFAULT_DATASET", "DEFAULT_INTERACTION_TOP", "DEFAULT_NUM_IMAGES",
-           "DEFAULT_REWARD", "DTYPES", "MASKINGS", "METHOD_NAMES", "METHOD_OPTIONS", "REWARD_NAMES", "SHAPLEY_SAMPLERS",
-           "Option", "check_curve", "flag_name"]
+           "DEFAULT_PUSH_TIMEOUT", "DEFAULT_REWARD", "DTYPES", "MASKINGS", "METHOD_NAMES", "METHOD_OPTIONS",
+           "REWARD_NAMES", "SHAPLEY_SAMPLERS", "Option", "check_curve", "flag_name"]
 
 #: method names in the order they are listed in help and errors
 METHOD_NAMES = ("moxi", "self-shapley", "full-shapley", "gradcam", "gradcam++", "attention-rollout")
@@ -34,6 +34,8 @@ DEFAULT_DATASET = "ILSVRC/imagenet-1k"
 DEFAULT_NUM_IMAGES = 100
 #: K: players of the order in an interaction map, unless told otherwise
 DEFAULT_INTERACTION_TOP = 10
+#: seconds a Hub request of ``moxi push`` may go without progress before the upload gives up
+DEFAULT_PUSH_TIMEOUT = 60.0
 
 
 def check_curve(curve: str) -> str:

@@ -54,6 +54,9 @@ class FakeHub:
 
     ``token``: when set, every request must carry ``Authorization: Bearer <token>`` (else 401).
     ``fail``: ``{(METHOD, regex on the path): status}``: answer that status instead (error injection).
+    ``echo``: like ``fail``, but the error message repeats the request's ``Authorization`` header (as
+    some proxies and servers do).
+    ``hang``: ``{(METHOD, regex on the path)}``: never answer those requests (until :meth:`stop`).
     """
 
     def __init__(self, token: str | None = None) -> None:
@@ -61,6 +64,9 @@ class FakeHub:
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[Request] = []
         self.fail: dict[tuple[str, str], int] = {}
+        self.echo: dict[tuple[str, str], int] = {}
+        self.hang: set[tuple[str, str]] = set()
+        self.released = threading.Event()
         self._lock = threading.Lock()
         self._commits = 0
         self._server: ThreadingHTTPServer | None = None
@@ -80,6 +86,7 @@ class FakeHub:
         return self
 
     def stop(self) -> None:
+        self.released.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -149,9 +156,18 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(urlsplit(self.path).path)
         query = parse_qs(urlsplit(self.path).query)
         head = method == "HEAD"
+        for hang_method, pattern in fake.hang:
+            if hang_method == method and re.search(pattern, path):
+                fake.released.wait()
+                self.close_connection = True
+                return None
         for (fail_method, pattern), status in fake.fail.items():
             if fail_method == method and re.search(pattern, path):
                 return self._error(status, f"Injected failure {status}", head=head)
+        for (echo_method, pattern), status in fake.echo.items():
+            if echo_method == method and re.search(pattern, path):
+                sent = self.headers.get("Authorization", "")
+                return self._error(status, f"Bad request (Authorization: {sent})", head=head)
         if fake.token is not None and self.headers.get("Authorization") != f"Bearer {fake.token}":
             return self._error(401, "Invalid credentials in Authorization header", head=head)
         with fake._lock:

@@ -224,3 +224,45 @@ def test_save_explanations_without_curves_or_names(tmp_path):
     assert artifacts.curves["moxi"]["deletion"]["num_images"] == 1
     assert artifacts.curves["moxi"]["deletion"]["accuracy"] == [1.0, 0.0, 0.0, 0.0, 0.0]
     assert artifacts.config["model"] == "some/model"
+
+
+# -- damaged folders: one line naming the file and what is wrong with it ----------------------------
+
+
+def _damage(out, name: str, content: bytes | None = None, keep: float | None = None) -> None:
+    path = out / name
+    data = path.read_bytes()
+    path.write_bytes(content if content is not None else data[: int(len(data) * keep)])
+
+
+@pytest.mark.parametrize("name, content, keep, expected", [
+    ("config.json", None, 0.5, r"config\.json is not valid JSON \("),
+    ("config.json", b"[1, 2]", None, r"config\.json does not hold a JSON object \(it holds a list\)"),
+    ("curves.json", b"{\"moxi\": ", None, r"curves\.json is not valid JSON \("),
+    (DATA_FILE, b"garbage", None, r"data/explanations\.parquet is not a readable Parquet file \("),
+    (DATA_FILE, None, 0.6, r"data/explanations\.parquet is not a readable Parquet file \("),
+    ("README.md", b"---\nlicense: [mit\n---\n# card\n", None, r"README\.md has a metadata block that is not valid YAML"),
+], ids=["truncated-config", "config-list", "truncated-curves", "garbage-rows", "truncated-rows", "bad-card"])
+def test_a_damaged_file_is_named_in_one_line(saved, name, content, keep, expected):
+    out, _, _ = saved
+    _damage(out, name, content, keep)
+    with pytest.raises(MoXIError, match=expected) as error:
+        load_artifacts(out)
+    assert "\n" not in str(error.value) and str(out) in str(error.value)
+
+
+def test_rows_of_another_kind_are_named(saved):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out, _, _ = saved
+    pq.write_table(pa.table({"text": ["a", "b"]}), out / DATA_FILE)
+    with pytest.raises(MoXIError, match=r"data/explanations\.parquet holds no moxi rows: no column dataset_index, "):
+        load_artifacts(out)
+
+
+def test_a_damaged_images_file_is_named(saved):
+    out, _, _ = saved
+    (out / "data" / "images.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(MoXIError, match=r"data/images\.parquet is not a readable Parquet file"):
+        load_artifacts(out)

@@ -18,7 +18,7 @@ def test_urls_stay_strings_and_are_named_by_their_last_component():
     urls = ["https://example.org/pics/cat.jpg?size=large", "http://example.org/other/cat.png", "https://example.org/"]
     images = resolve_images(argparse.Namespace(image=urls, model=None))
     assert [image.path for image in images] == urls  # not turned into local paths
-    assert [image.name for image in images] == urls
+    assert [image.name for image in images] == ["https://example.org/pics/cat.jpg", urls[1], urls[2]]  # no query
     assert [image.file_name for image in images] == ["cat.jpg", "cat.png", "image"]
     assert output_names(images) == ["cat", "cat-2", "image"]
 

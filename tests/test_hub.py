@@ -226,3 +226,103 @@ def test_artifacts_object_round_trip(hub, run_dir, tmp_path):
     copy = again.save_pretrained(tmp_path / "copy")
     assert moxi_hf.load_artifacts(copy).curves == run.curves
     assert sorted(p.name for p in copy.rglob("*") if p.name.startswith(".")) == []
+
+
+# -- what moxi push sends: links, the file list, --dry-run, damaged folders, timeouts, tokens ------------
+
+
+def test_a_link_leading_out_of_the_folder_is_refused_by_name(hub, run_dir, tmp_path, capfd):
+    private = tmp_path / "hostname"
+    private.write_text("alice-laptop\n")
+    (run_dir / "plots" / "host.png").symlink_to(private)
+    with pytest.raises(MoXIError, match=r"plots/host\.png -> .*hostname.*outside"):
+        push_artifacts(run_dir, REPO, token=TOKEN, endpoint=hub.url)
+    code = main(["push", str(run_dir), "--repo-id", REPO, "--token", TOKEN, "--endpoint", hub.url])
+    err = capfd.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "plots/host.png" in err
+    assert hub.requests == []  # refused before any request
+
+
+def test_links_inside_the_folder_and_hidden_ones_are_fine(hub, run_dir, tmp_path):
+    (run_dir / "plots" / "again.png").symlink_to(run_dir / "plots" / "curves.png")  # stays inside
+    (tmp_path / "elsewhere").write_text("x")
+    (run_dir / ".partial" / "link").symlink_to(tmp_path / "elsewhere")  # hidden: never uploaded
+    push_artifacts(run_dir, REPO, token=TOKEN, endpoint=hub.url)
+    files = hub.repo(REPO).files()
+    assert files["plots/again.png"] == (run_dir / "plots" / "curves.png").read_bytes()
+    assert not any(name.startswith(".partial") for name in files)
+
+
+def test_push_lists_the_files_it_uploads_and_dry_run_sends_nothing(hub, run_dir, capfd):
+    expected = ["README.md", "config.json", "curves.json", "data/explanations.parquet", "plots/curves.png"]
+    code = main(["push", str(run_dir), "--repo-id", REPO, "--dry-run", "--endpoint", hub.url])  # no token needed
+    captured = capfd.readouterr()
+    assert code == 0 and hub.requests == []
+    assert [line.split()[0] for line in captured.out.splitlines()] == expected
+    assert "nothing was uploaded" in captured.err
+    code = main(["push", str(run_dir), "--repo-id", REPO, "--token", TOKEN, "--endpoint", hub.url])
+    captured = capfd.readouterr()
+    assert code == 0 and sorted(hub.repo(REPO).files()) == expected
+    listed = [line.split()[0] for line in captured.err.splitlines() if line.startswith("  ")]
+    assert listed == expected
+
+
+@pytest.mark.parametrize("name, content", [("config.json", b'{"kind": "evaluate", '),
+                                           ("data/explanations.parquet", b"garbage")],
+                         ids=["truncated-config", "garbage-parquet"])
+def test_a_damaged_folder_is_refused_before_any_request(hub, run_dir, capfd, name, content):
+    (run_dir / name).write_bytes(content)
+    with pytest.raises(MoXIError, match=rf"{name.replace('.', '[.]')} is not"):
+        push_artifacts(run_dir, REPO, token=TOKEN, endpoint=hub.url)
+    code = main(["push", str(run_dir), "--repo-id", REPO, "--dry-run"])
+    err = capfd.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and name in err
+    assert hub.requests == []
+
+
+def test_a_hub_that_never_answers_times_out_with_the_retry_command(hub, run_dir, capfd):
+    import time
+
+    from moxi_hf.artifacts.hub import HUB_TIMEOUT
+
+    assert 60 <= HUB_TIMEOUT <= 120
+    hub.hang.add(("POST", r"^/api/repos/create$"))
+    start = time.monotonic()
+    code = main(["push", str(run_dir), "--repo-id", REPO, "--token", TOKEN, "--endpoint", hub.url, "--timeout", "1",
+                 "--quiet"])
+    err = capfd.readouterr().err
+    assert code == 1 and time.monotonic() - start < 10
+    assert err.count("\n") == 1 and "no answer from the Hub" in err and "within 1 s" in err
+    assert f"retry with `moxi push {run_dir} --repo-id {REPO} --endpoint {hub.url}`" in err
+    with pytest.raises(MoXIError, match="within 0.5 s"):  # the Python call takes the same bound
+        push_artifacts(run_dir, REPO, token=TOKEN, endpoint=hub.url, timeout=0.5)
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["one-line", "debug-traceback"])
+def test_a_token_echoed_by_the_hub_is_never_printed(hub, run_dir, monkeypatch, capfd, debug):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    hub.echo[("POST", r"^/api/repos/create$")] = 400
+    code = main([*(["--debug"] if debug else []), "push", str(run_dir), "--repo-id", REPO, "--endpoint", hub.url])
+    err = capfd.readouterr().err
+    assert code == 1 and "Authorization" in err
+    assert ("Traceback" in err) == debug
+    assert TOKEN not in err and TOKEN[3:20] not in err
+
+
+def test_a_token_given_with_token_is_scrubbed_too(hub, run_dir, capfd):
+    hub.echo[("POST", r"^/api/repos/create$")] = 400
+    code = main(["--debug", "push", str(run_dir), "--repo-id", REPO, "--token", TOKEN, "--endpoint", hub.url])
+    err = capfd.readouterr().err
+    assert code == 1 and "Traceback" in err and TOKEN not in err
+
+
+def test_the_scrubber_masks_tokens_and_authorization_values():
+    from moxi_hf.secrets import scrub_text
+
+    text = ("Authorization: Bearer hf_abcdefghijklmnopqrstuvwxyz0123456789 and 'authorization': 'Basic dXNlcjpwYXNz'"
+            " token=hf_ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210 my-secret")
+    clean = scrub_text(text, secrets=["my-secret"])
+    for secret in ("hf_abcdefghij", "dXNlcjpwYXNz", "hf_ZYXWVUT", "my-secret"):
+        assert secret not in clean
+    assert "Authorization: Bearer ***" in clean

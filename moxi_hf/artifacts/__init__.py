@@ -23,6 +23,7 @@ from __future__ import annotations
 from ..fileio import package_versions, write_json
 from ..metrics import CURVE_KEYS
 from .card import CARD_TAGS, auc_table, card_text, iter_curves, write_card
+from .checks import check_artifact_files
 from .folder import (
     SECRET_KEYS,
     artifact_dir_problem,
@@ -80,6 +81,7 @@ __all__ = [
     "auc_table",
     "card_text",
     "check_artifact_dir",
+    "check_artifact_files",
     "explainer_settings",
     "explanation_to_row",
     "image_features",

@@ -9,6 +9,7 @@ from pathlib import Path
 from datasets import ClassLabel
 
 from ..fileio import atomic_write, read_json
+from ..secrets import scrub_secrets
 from .schema import (
     CARD_FILE,
     CONFIG_FILE,
@@ -20,7 +21,6 @@ from .schema import (
     image_features,
     row_features,
 )
-from .secrets import scrub_secrets
 
 __all__ = ["CARD_TAGS", "auc_table", "card_text", "iter_curves", "write_card"]
 

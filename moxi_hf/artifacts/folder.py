@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..fileio import atomic_write, package_versions, write_json
 from ..metrics import aggregate_curves
+from ..secrets import SECRET_KEYS, scrub_secrets
 from .card import write_card
 from .schema import (
     CARD_FILE,
@@ -24,7 +25,6 @@ from .schema import (
     public_name,
     rows_to_dataset,
 )
-from .secrets import SECRET_KEYS, scrub_secrets
 
 __all__ = ["SECRET_KEYS", "artifact_dir_problem", "check_artifact_dir", "is_artifact_dir", "save_artifacts",
            "save_explanations", "scrub_secrets", "write_images", "write_rows", "picture_layout", "encode_picture",

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MoXIError
-from ..fileio import read_json
 from .card import auc_table, looks_like_repo_id
+from .checks import check_artifact_files, first_line
 from .folder import check_artifact_dir
 from .schema import (
-    CARD_FILE,
-    CONFIG_FILE,
-    CURVES_FILE,
     DATA_FILE,
     IMAGES_FILE,
     PICTURE_COLUMN,
@@ -115,12 +111,14 @@ class Artifacts:
         return output_dir
 
     def push_to_hub(self, repo_id: str, private: bool = False, revision: str | None = None,
-                    commit_message: str | None = None, token: str | None = None, endpoint: str | None = None) -> str:
-        """Upload the folder to the dataset repo ``repo_id`` (as ``moxi push``); returns the repo URL."""
-        from .hub import push_artifacts
+                    commit_message: str | None = None, token: str | None = None, endpoint: str | None = None,
+                    timeout: float | None = None) -> str:
+        """Upload the folder to the dataset repo ``repo_id`` (as ``moxi push``; ``timeout``: seconds a request
+        may go without progress, default :data:`moxi_hf.artifacts.hub.HUB_TIMEOUT`); returns the repo URL."""
+        from .hub import HUB_TIMEOUT, push_artifacts
 
         return push_artifacts(self.path, repo_id, private=private, revision=revision, commit_message=commit_message,
-                              token=token, endpoint=endpoint)
+                              token=token, endpoint=endpoint, timeout=timeout or HUB_TIMEOUT)
 
 
 def _with_num_players(curves: dict) -> dict:
@@ -138,11 +136,9 @@ def load_artifacts(dir_or_repo_id: str | os.PathLike, revision: str | None = Non
 
     A repo id (``USER/NAME``) is downloaded with ``repo_type="dataset"`` at ``revision``, from
     ``endpoint`` (default ``HF_ENDPOINT`` / huggingface.co). Folders of every schema version load.
-    Raises MoXIError when the folder or repo is not a complete artifact folder.
+    Raises MoXIError when the folder or repo is not a complete artifact folder, or one line naming a
+    damaged file (:func:`check_artifact_files`).
     """
-    from datasets import load_dataset
-    from huggingface_hub import DatasetCard
-
     source = os.fspath(dir_or_repo_id)
     path = Path(source).expanduser()
     if not path.exists():
@@ -159,13 +155,18 @@ def load_artifacts(dir_or_repo_id: str | os.PathLike, revision: str | None = Non
             raise MoXIError(f"could not download dataset repo {source} (HTTP {status}): "
                             f"{str(error).strip().splitlines()[0]}") from error
     path = check_artifact_dir(path)
-    rows = load_dataset("parquet", data_files=str(path / DATA_FILE), split="train")
-    images = None
-    if (path / IMAGES_FILE).is_file():
-        images = load_dataset("parquet", data_files=str(path / IMAGES_FILE), split="train")
-    curves = read_json(path / CURVES_FILE, {})
-    config = json.loads((path / CONFIG_FILE).read_text())
-    card = DatasetCard.load(path / CARD_FILE)
+    config, curves, card = check_artifact_files(path)
+    rows = _load_parquet(path, DATA_FILE)
+    images = _load_parquet(path, IMAGES_FILE) if (path / IMAGES_FILE).is_file() else None
     plots = sorted((path / PLOTS_DIR).glob("*.png"))
     return Artifacts(path=path, rows=rows, curves=_with_num_players(curves), config=config, card=card, plots=plots,
                      images=images)
+
+
+def _load_parquet(folder: Path, name: str):
+    from datasets import load_dataset
+
+    try:
+        return load_dataset("parquet", data_files=str(folder / name), split="train")
+    except Exception as error:  # noqa: BLE001 - datasets wraps what it cannot read in many kinds
+        raise MoXIError(f"{folder / name} could not be loaded as a dataset ({first_line(error)})") from None

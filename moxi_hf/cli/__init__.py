@@ -14,7 +14,8 @@ import sys
 import traceback
 
 from ..defaults import default_model_path
-from .common import add_common_flags
+from ..threads import apply_thread_policy
+from .common import add_common_flags, add_threads_flag
 
 __all__ = ["COMMANDS", "add_common_flags", "build_parser", "default_model_path", "main"]
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars or summaries")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    add_threads_flag(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for module_name in COMMANDS.values():
@@ -73,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     # Common flags may also be given after the sub-command.
     args.quiet = bool(getattr(args, "quiet", False) or getattr(args, "sub_quiet", False))
     args.debug = bool(getattr(args, "debug", False) or getattr(args, "sub_debug", False))
+    threads = getattr(args, "sub_threads", None) or getattr(args, "threads", None)
     try:
+        apply_thread_policy(threads)  # before torch is imported: OpenMP reads its settings once
         _check_local_names(args)
         _quiet_libraries()
         return int(args.run(args) or 0)
@@ -81,8 +85,16 @@ def main(argv: list[str] | None = None) -> int:
         print("moxi: interrupted; finished results are kept", file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 - one line for the user, traceback with --debug
-        if args.debug:
-            traceback.print_exc()
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"moxi: error: {message}", file=sys.stderr)
+        print_error(error, args)
         return 1
+
+
+def print_error(error: BaseException, args: argparse.Namespace) -> None:
+    """``moxi: error: <first line>`` on stderr (the traceback before it with ``--debug``), credentials scrubbed."""
+    from ..secrets import known_secrets, scrub_text
+
+    secrets = known_secrets([getattr(args, "token", None)])
+    if args.debug:
+        print(scrub_text("".join(traceback.format_exception(error)), secrets), file=sys.stderr, end="")
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    print(f"moxi: error: {scrub_text(message, secrets)}", file=sys.stderr)

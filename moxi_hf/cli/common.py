@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from ..defaults import SAMPLE_SUFFIXES, default_model_path, sample_images
+from ..defaults import default_model_path, sample_images
 from ..errors import MoXIError
 from ..options import (
     DEFAULT_BATCH_SIZE,
@@ -26,6 +26,7 @@ from ..options import (
     REWARD_NAMES,
     Option,
 )
+from ..urls import is_url, public_url
 
 __all__ = [
     "INTERRUPTED",
@@ -38,6 +39,8 @@ __all__ = [
     "add_model_flags",
     "add_removal_flags",
     "add_sub_command",
+    "add_threads_flag",
+    "add_trust_flag",
     "batches",
     "finish",
     "interaction_top",
@@ -83,10 +86,18 @@ def interaction_top(text: str) -> int:
     return _int_at_least(text, 2, "an integer of at least 2 (a pair needs two players)")
 
 
+def add_threads_flag(parser: argparse.ArgumentParser, dest: str = "threads") -> None:
+    """``--threads N``: torch's CPU threads (default: torch's own count, waiting passively; see moxi_hf.threads)."""
+    parser.add_argument("--threads", dest=dest, type=positive_int, metavar="N",
+                        help="CPU threads for torch (default: $MOXI_THREADS, else one per core; idle threads sleep "
+                             "instead of spinning, so another busy process does not slow moxi down)")
+
+
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
-    """``--quiet``/``--debug`` accepted after the sub-command too."""
+    """``--quiet``/``--debug``/``--threads`` accepted after the sub-command too."""
     parser.add_argument("--quiet", dest="sub_quiet", action="store_true", help="no progress bars or summaries")
     parser.add_argument("--debug", dest="sub_debug", action="store_true", help="show full tracebacks on errors")
+    add_threads_flag(parser, dest="sub_threads")
 
 
 def add_sub_command(subparsers, name: str, run, help: str, description: str) -> argparse.ArgumentParser:
@@ -109,6 +120,13 @@ def add_removal_flags(group, device_choices: Sequence[str] = DEVICE_CHOICES, dev
                             "(default: one per patch)")
     group.add_argument("--dtype", choices=DTYPES, default="float32", help="model dtype (default: float32)")
     group.add_argument("--device", choices=device_choices, default=device_default, help=device_help)
+
+
+def add_trust_flag(group) -> None:
+    """``--trust-remote-code``: let a model that ships its own Python code run it (off: such a model is refused)."""
+    group.add_argument("--trust-remote-code", action="store_true",
+                       help="run Python code that comes with the model (its config's auto_map); only for models "
+                            "whose authors you trust (default: never run it, and refuse a model that needs it)")
 
 
 def add_batch_size_flag(group) -> None:
@@ -136,6 +154,7 @@ def add_model_flags(parser: argparse.ArgumentParser, output_help: str, default_o
     group.add_argument("--label", type=int, metavar="INT",
                        help="class index to explain for every image (default: the model's prediction)")
     add_removal_flags(group)
+    add_trust_flag(group)
     group.add_argument("--output-dir", default=default_output, metavar="DIR",
                        help=f"{output_help} (default: {default_output})")
     add_batch_size_flag(group)
@@ -196,7 +215,7 @@ def load_explainer(args: argparse.Namespace):
     try:
         return Explainer.from_pretrained(
             model, masking=args.masking, reward=args.reward, players_grid=args.players_grid,
-            dtype=args.dtype, device=args.device,
+            dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code,
         )
     except MoXIError as error:  # speak in flags, not keyword arguments
         raise MoXIError(str(error).replace("masking='pixel'", "--masking pixel")
@@ -206,7 +225,8 @@ def load_explainer(args: argparse.Namespace):
 @dataclass
 class InputImage:
     """One input: ``path`` (a file as found, or an ``http(s)`` URL kept as str) and ``name``, what the rows
-    record: the path relative to the ``--image`` folder or file given, or the URL."""
+    record: the path relative to the ``--image`` folder or file given, or the URL without credentials, query
+    or fragment."""
 
     path: Path | str
     name: str
@@ -215,11 +235,6 @@ class InputImage:
     def file_name(self) -> str:
         """The last path component: the file's name, or that of the URL's path."""
         return url_file_name(self.path) if is_url(self.path) else Path(self.path).name
-
-
-def is_url(given: object) -> bool:
-    """True for an ``http://`` or ``https://`` string."""
-    return isinstance(given, str) and given.lower().startswith(("http://", "https://"))
 
 
 def url_file_name(url: str) -> str:
@@ -239,17 +254,38 @@ def resolve_images(args: argparse.Namespace) -> list[InputImage]:
     images: list[InputImage] = []
     for given in args.image:
         if is_url(given):
-            images.append(InputImage(given, given))
+            images.append(InputImage(given, public_url(given)))
             continue
         path = Path(given)
         if path.is_dir():  # a folder stands for the image files in it
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SAMPLE_SUFFIXES)
-            if not found:
-                raise MoXIError(f"image folder {str(path)!r} has no image files ({', '.join(SAMPLE_SUFFIXES)})")
-            images.extend(InputImage(p, p.relative_to(path).as_posix()) for p in found)
+            images.extend(InputImage(p, p.relative_to(path).as_posix()) for p in folder_images(path))
         else:
             images.append(InputImage(path, path.name))
     return images
+
+
+#: files of a folder named in the one line that lists them, before "and N more"
+LISTED_FILES = 10
+
+
+def _file_names(paths: Sequence[Path]) -> str:
+    names = ", ".join(path.name for path in paths[:LISTED_FILES])
+    return names + (f" and {len(paths) - LISTED_FILES} more" if len(paths) > LISTED_FILES else "")
+
+
+def folder_images(folder: Path) -> list[Path]:
+    """The image files of ``--image DIR``; its other files are named in one line on stderr (none: an error)."""
+    from ..images import IMAGE_SUFFIXES, image_files
+
+    found, others = image_files(folder)
+    suffixes = ", ".join(IMAGE_SUFFIXES)
+    if not found:
+        holds = f"; it holds {_file_names(others)}" if others else ""
+        raise MoXIError(f"image folder {str(folder)!r} has no image files ({suffixes}){holds}")
+    if others:
+        what = "1 file that is not an image" if len(others) == 1 else f"{len(others)} files that are not images"
+        print(f"moxi: skipping {what} ({suffixes}) in {str(folder)!r}: {_file_names(others)}", file=sys.stderr)
+    return found
 
 
 def read_images(images: Sequence[InputImage]) -> tuple[list[InputImage], list[str]]:

@@ -7,7 +7,7 @@ import sys
 
 from ..errors import MoXIError
 from ..options import DTYPES
-from .common import DEVICE_CHOICES, add_sub_command, positive_int
+from .common import DEVICE_CHOICES, add_sub_command, add_trust_flag, positive_int
 
 __all__ = ["add_parser", "run"]
 
@@ -19,6 +19,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--model", metavar="PATH_OR_ID", help="local folder or Hub id (default: moxi-vit-mnist)")
     parser.add_argument("--dtype", choices=DTYPES, default="float32")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="cpu")
+    add_trust_flag(parser)
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 listens on every interface")
     parser.add_argument("--port", type=positive_int, default=7860)
     parser.add_argument("--share", action="store_true", help="a public link through Gradio's servers (network)")
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.share and not args.quiet:
         print("moxi: --share needs the network: it opens a public link through Gradio's share servers",
               file=sys.stderr)
-    demo_model = load_demo_model(args.model, args.dtype, args.device)
+    demo_model = load_demo_model(args.model, args.dtype, args.device, trust_remote_code=args.trust_remote_code)
     if not args.quiet:
         print(f"moxi demo: serving {demo_model.title} on http://{args.host}:{args.port} (Ctrl+C stops it)",
               flush=True)

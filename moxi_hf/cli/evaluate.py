@@ -18,6 +18,7 @@ from .common import (
     add_method_option_flags,
     add_removal_flags,
     add_sub_command,
+    add_trust_flag,
     positive_int,
 )
 
@@ -67,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_removal_flags(model, device_choices=("auto", *DEVICE_CHOICES), device_default="auto",
                       device_help="auto: each process's accelerator as Accelerate assigns it, else CPU (default: auto)")
     add_batch_size_flag(model)
+    add_trust_flag(model)
 
     add_method_option_flags(parser, curve_safe_only=True, defaults=True, skip=("seed",))  # --seed: above
     add_interaction_flags(model, switch_help="MoXI rows also store the gain split and the interaction map of the "

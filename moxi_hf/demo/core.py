@@ -214,15 +214,19 @@ def _expected(explainer: Explainer, methods: list[str], curves: list[str], inter
     return None if cost is None else (cost.coalitions, cost.token_forwards(explainer.adapter, explainer.players))
 
 
-def load_demo_model(model: str | None = None, dtype: str | None = None, device: str | None = None) -> DemoModel:
-    """The page's model, loaded once per process: ``model`` is a folder or Hub id (None: the embedded default)."""
-    return _load_demo_model(model, dtype, device)
+def load_demo_model(model: str | None = None, dtype: str | None = None, device: str | None = None,
+                    trust_remote_code: bool = False) -> DemoModel:
+    """The page's model, loaded once per process: ``model`` is a folder or Hub id (None: the embedded default).
+
+    ``trust_remote_code``: let a model that ships its own Python code run it (never unless asked).
+    """
+    return _load_demo_model(model, dtype, device, bool(trust_remote_code))
 
 
 @functools.lru_cache(maxsize=4)
-def _load_demo_model(model: str | None, dtype: str | None, device: str | None) -> DemoModel:
+def _load_demo_model(model: str | None, dtype: str | None, device: str | None, trust_remote_code: bool) -> DemoModel:
     path = os.fspath(default_model_path()) if model is None else model
-    explainer = Explainer.from_pretrained(path, dtype=dtype, device=device)
+    explainer = Explainer.from_pretrained(path, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     samples = sample_images(path) if Path(path).is_dir() else []
     title = "the embedded default model (tiny ViT on MNIST digits)" if model is None else model
     return DemoModel(explainer, samples, title)

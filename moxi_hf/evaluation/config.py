@@ -66,6 +66,7 @@ class _EvaluationSettings:
     hub_private: bool = False  # create that repo as private
     interactions: bool = False  # MoXI rows also get gains and the interaction map (moxi_hf.interactions)
     interaction_top: int = DEFAULT_INTERACTION_TOP  # K: players of the order in the interaction map (at least 2)
+    trust_remote_code: bool = False  # run Python code shipped with the model (never unless asked)
 
     def validate(self) -> None:
         if self.num_images is not None and self.per_class is not None:

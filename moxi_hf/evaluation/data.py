@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import MoXIError
+from ..images import IMAGE_SUFFIXES, decode_image
 from ..value import check_label as check_class
 from .config import EvaluationConfig
 
@@ -18,13 +22,13 @@ __all__ = [
     "check_label",
     "fetch_examples",
     "is_local",
+    "match_labels",
     "open_dataset",
     "shuffled_examples",
 ]
 
 #: images per forward pass while selecting correctly classified images (fixed: selection runs on the main process)
 SELECT_BATCH = 32
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def is_local(path: str) -> bool:
@@ -33,7 +37,11 @@ def is_local(path: str) -> bool:
 
 @dataclass
 class DataSource:
-    """The opened split: the dataset (image column not decoded), its label names and number of classes."""
+    """The opened split: the dataset (image column not decoded), its label names and number of classes.
+
+    ``label_map``: the dataset's class index -> the model's label, when :meth:`match_model` matched
+    them by name (None: the same index).
+    """
 
     dataset: object  # datasets.Dataset or IterableDataset
     split: str
@@ -41,29 +49,108 @@ class DataSource:
     num_classes: int | None
     local_root: str | None
     decoder: object | None  # datasets.Image() used to decode undecoded image values
+    label_map: dict[int, int] | None = None
 
     def decode(self, value):
-        """A PIL image from a dataset value (undecoded {'bytes','path'} dict, PIL image or array)."""
+        """A PIL image from a dataset value (undecoded {'bytes','path'} dict, PIL image or array).
+
+        Bytes and local files go through :func:`moxi_hf.images.decode_image` (a damaged file or a
+        decompression bomb is named by :meth:`identifier`); anything else through ``datasets``.
+        """
         if self.decoder is not None and isinstance(value, dict):
+            if value.get("bytes"):
+                return decode_image(io.BytesIO(value["bytes"]), self.identifier(value) or "the dataset's image")
+            if value.get("path") and os.path.isfile(value["path"]):
+                return decode_image(Path(value["path"]), self.identifier(value))
             return self.decoder.decode_example(value)
         return value
 
     def identifier(self, value) -> str | None:
-        """The image's file name (relative to a local dataset folder), when known."""
+        """How the rows name an image: its path relative to the local dataset folder when it lies inside it,
+        else its file name; never an absolute path, never one that climbs out with ``..``."""
         path = value.get("path") if isinstance(value, dict) else getattr(value, "filename", None)
         if not path:
             return None
-        if self.local_root is None:
-            return os.path.basename(path)
-        try:
-            return os.path.relpath(path, self.local_root)
-        except ValueError:
-            return os.path.basename(path)
+        if self.local_root is not None:
+            root = os.path.realpath(self.local_root)
+            where = os.path.realpath(path)  # a relative path is opened from the working directory, as here
+            try:
+                inside = where != root and os.path.commonpath([where, root]) == root
+            except ValueError:  # another drive
+                inside = False
+            if inside:
+                return Path(os.path.relpath(where, root)).as_posix()
+        return os.path.basename(path)
+
+    def match_model(self, model_names: Sequence[str], quiet: bool = False) -> None:
+        """Match the dataset's class names to the model's labels (:func:`match_labels`); by name, the rows then
+        carry the model's labels and names. Raises :class:`MoXIError` when they match neither by name nor by count."""
+        if self.label_names is None:
+            return
+        mapping = match_labels(self.label_names, model_names)
+        if mapping is not None and any(index != label for index, label in mapping.items()):
+            self.label_map, self.label_names = mapping, [str(name) for name in model_names]
+        elif mapping is None and not quiet:
+            print(f"moxi evaluate: the dataset's class names ({_some(self.label_names)}) are not the model's labels "
+                  f"({_some(model_names)}); matching them by position, as both have {len(model_names)}",
+                  file=sys.stderr)
+
+    def model_label(self, label, num_labels: int, index: int) -> int:
+        """The model's label of dataset ``label`` of image ``index`` (checked by :func:`check_label`)."""
+        if self.label_map is not None and isinstance(label, (int, np.integer)) and not isinstance(label, bool):
+            label = self.label_map.get(int(label), label)
+        return check_label(label, num_labels, index)
+
+    @property
+    def class_labels(self) -> list[int] | None:
+        """The model's labels of the dataset's classes (None when the dataset names none)."""
+        if self.num_classes is None:
+            return None
+        return [self.label_map[n] for n in range(self.num_classes)] if self.label_map else list(range(self.num_classes))
+
+
+#: class names shown per set in a label-matching message
+SHOWN_NAMES = 12
+
+
+def _some(names: Sequence[str]) -> str:
+    shown = ", ".join(str(name) for name in names[:SHOWN_NAMES])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > SHOWN_NAMES else "")
+
+
+def match_labels(dataset_names: Sequence[str], model_names: Sequence[str | None]) -> dict[int, int] | None:
+    """The dataset's class index -> the model's label, by name: the same name, else the same name ignoring
+    case, else the name read as the label's number. None when they match not by name but are as many (then
+    by position). Raises :class:`MoXIError` when neither.
+    """
+    model = [None if name is None else str(name) for name in model_names]
+    folded: dict[str, list[int]] = {}
+    for label, name in enumerate(model):
+        if name is not None:
+            folded.setdefault(name.casefold(), []).append(label)
+
+    def by_name(name: str) -> int | None:
+        if model.count(name) == 1:
+            return model.index(name)
+        if len(folded.get(name.casefold(), [])) == 1:
+            return folded[name.casefold()][0]
+        text = name.strip()
+        return int(text) if text.isdigit() and int(text) < len(model) else None
+
+    mapping = {index: by_name(str(name)) for index, name in enumerate(dataset_names)}
+    if None not in mapping.values() and len(set(mapping.values())) == len(mapping):
+        return mapping
+    if len(dataset_names) == len(model):
+        return None
+    shown = [name if name is not None else str(label) for label, name in enumerate(model)]
+    raise MoXIError(f"the dataset's {len(dataset_names)} classes ({_some(list(dataset_names))}) match the model's "
+                    f"{len(model)} labels ({_some(shown)}) neither by name nor by count; evaluate a dataset of this "
+                    "model's classes (class folders named like its labels)")
 
 
 def _has_images(folder: str) -> bool:
     for _, _, files in os.walk(folder):
-        if any(name.lower().endswith(_IMAGE_SUFFIXES) for name in files):
+        if any(name.lower().endswith(IMAGE_SUFFIXES) for name in files):
             return True
     return False
 

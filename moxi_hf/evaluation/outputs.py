@@ -90,6 +90,6 @@ def _push(output_dir: Path, summary: dict, config: EvaluationConfig) -> None:
         url = hub.push_artifacts(output_dir, config.push_to_hub, private=config.hub_private)
     except MoXIError as error:
         raise MoXIError(f"{error} -- the results are saved in {output_dir}; retry the upload with "
-                        f"`moxi push {output_dir} --repo-id {config.push_to_hub}`") from None
+                        f"`{hub.retry_command(output_dir, config.push_to_hub)}`") from None
     if not config.quiet:
         print(f"pushed to {url}", file=sys.stderr)

@@ -107,8 +107,10 @@ def evaluate(config: EvaluationConfig) -> dict:
     model = _resolve_model(config.model)
     device = resolve_device(process, config.device)
     explainer = Explainer.from_pretrained(model, masking=config.masking, reward=config.reward,
-                                          players_grid=config.players_grid, dtype=config.dtype, device=device)
+                                          players_grid=config.players_grid, dtype=config.dtype, device=device,
+                                          trust_remote_code=config.trust_remote_code)
     source = open_dataset(config)
+    source.match_model(explainer.label_names(), quiet=config.quiet or not main)
     methods = methods_for(explainer, config.methods)
     curves = list(config.curves)
     settings = _settings(config, explainer, model, source, methods, curves)

@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from ..errors import MoXIError
 from .config import DEFAULT_NUM_IMAGES, EvaluationConfig
-from .data import SELECT_BATCH, DataSource, check_label, shuffled_examples
+from .data import SELECT_BATCH, DataSource, shuffled_examples
 
 __all__ = ["select_images"]
 
@@ -38,7 +38,8 @@ def select_images(explainer, source: DataSource, config: EvaluationConfig, progr
     def flush() -> None:
         nonlocal scanned, correct
         images = [source.decode(example[config.image_column]) for _, example in pending]
-        labels = [check_label(example[config.label_column], explainer.num_labels, index) for index, example in pending]
+        labels = [source.model_label(example[config.label_column], explainer.num_labels, index)
+                  for index, example in pending]
         pixel_values, _ = explainer.preprocess(images)
         with torch.no_grad():
             predicted = explainer.predict(pixel_values).tolist()
@@ -71,7 +72,7 @@ def select_images(explainer, source: DataSource, config: EvaluationConfig, progr
     selection = {"images": chosen, "scanned": scanned, "correct": correct}
     if per_class:
         selection["per_class_counts"] = {str(label): counts[label] for label in sorted(counts)}
-        short = [label for label in range(num_classes) if counts.get(label, 0) < per_class]
+        short = [label for label in source.class_labels or range(num_classes) if counts.get(label, 0) < per_class]
         if short and progress:
             print(f"moxi evaluate: {len(short)} of {num_classes} classes have fewer than {per_class} correctly "
                   f"classified images in the split (e.g. class {short[0]})", file=sys.stderr)

@@ -1,0 +1,59 @@
+"""A regular install (a wheel, ``pip install .``) carries the embedded default model and explains without the checkout."""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = REPO / "models" / "moxi-vit-mnist"
+
+
+def test_package_data_covers_every_file_of_the_default_model():
+    """Each file of models/moxi-vit-mnist matches a package-data pattern of the moxi_hf.models package."""
+    declared = re.search(r'^"moxi_hf\.models" = (\[.*\])$', (REPO / "pyproject.toml").read_text(), re.M)
+    patterns = ast.literal_eval(declared.group(1))
+    files = [path.relative_to(MODEL.parent).as_posix() for path in MODEL.rglob("*") if path.is_file()]
+    assert files and [name for name in files if not any(fnmatch.fnmatch(name, p) for p in patterns)] == []
+
+
+def test_an_installed_package_reads_its_own_copy(tmp_path, monkeypatch):
+    import moxi_hf.defaults as defaults
+
+    package = tmp_path / "site" / "moxi_hf"
+    (package / "models" / "moxi-vit-mnist").mkdir(parents=True)
+    monkeypatch.setattr(defaults, "__file__", str(package / "defaults.py"))
+    assert defaults._shipped_model_path() == package / "models" / "moxi-vit-mnist"
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_model_and_explains_away_from_the_checkout(tmp_path):
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                            str(tmp_path / "dist"), str(REPO)], capture_output=True, text=True, timeout=300, check=False)
+    assert build.returncode == 0, build.stderr[-2000:]
+    [wheel] = (tmp_path / "dist").glob("moxi_hf-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {name: archive.read(name) for name in archive.namelist() if name.startswith("moxi_hf/models/")}
+        archive.extractall(tmp_path / "site")
+    for path in MODEL.rglob("*"):
+        if path.is_file():  # byte for byte the repository's one copy
+            assert shipped[f"moxi_hf/models/{path.relative_to(MODEL.parent).as_posix()}"] == path.read_bytes()
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "OMP_NUM_THREADS": "1"}
+    env.pop("MOXI_DEFAULT_MODEL", None)
+    result = subprocess.run([sys.executable, "-c", "import moxi_hf, sys; from moxi_hf.cli import main; "
+                             "print(moxi_hf.__file__); sys.exit(main(sys.argv[1:]))", "explain", "--method",
+                             "self-shapley", "--output-dir", "out"], cwd=away, env=env, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[0].startswith(str(tmp_path / "site"))  # the wheel's package, not the checkout's
+    assert (away / "out" / "digit_3_1502" / "explanation.json").is_file()
