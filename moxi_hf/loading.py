@@ -25,6 +25,8 @@ __all__ = [
     "DEFAULT_PIXEL_GRID",
     "as_token_model",
     "build_adapter",
+    "output_rule",
+    "with_output_rule",
     "uses_token_removal",
 ]
 
@@ -134,7 +136,7 @@ def build_adapter(
                 f"token removal works on the model's {adapter.grid[0]}x{adapter.grid[1]} patch grid; "
                 "use players_grid for coarser players"
             )
-        return adapter
+        return with_output_rule(adapter, getattr(model, "config", None))
     if grid is None:
         config = getattr(model, "config", None)
         patch = getattr(config, "patch_size", None)
@@ -144,7 +146,27 @@ def build_adapter(
             grid = (image_size[0] // patch, image_size[1] // patch)
         else:
             grid = players_grid or DEFAULT_PIXEL_GRID
-    return PixelMasking(model, as_pair(grid), baseline=baseline)
+    return with_output_rule(PixelMasking(model, as_pair(grid), baseline=baseline), getattr(model, "config", None))
+
+
+def output_rule(config) -> tuple[str, str]:
+    """(link, decision) of a classifier, read from its config as transformers' image-classification pipeline
+    reads it: a sigmoid per class, the label predicted when p > 0.5, for ``problem_type ==
+    "multi_label_classification"`` or a single logit; a softmax and the top class otherwise. A regression
+    checkpoint (no probability at all) is refused."""
+    problem = getattr(config, "problem_type", None)
+    if problem == "regression":
+        raise MoXIError("this checkpoint is a regression model (problem_type='regression'): its outputs are not "
+                        "class scores, so there is no label to explain")
+    if problem == "multi_label_classification" or int(getattr(config, "num_labels", 2)) == 1:
+        return "sigmoid", "threshold"
+    return "softmax", "argmax"
+
+
+def with_output_rule(adapter: RemovalAdapter, config, rule: tuple[str, str] | None = None) -> RemovalAdapter:
+    """``adapter`` reading logits by ``rule`` (link, decision), by default :func:`output_rule` of ``config``."""
+    adapter.link, adapter.decision = rule or output_rule(config)
+    return adapter
 
 
 def _image_size(processor, config) -> tuple[int, int] | None:

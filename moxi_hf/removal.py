@@ -40,9 +40,12 @@ class RemovalAdapter(ABC):
     masking: str
     #: True when rows with different numbers of kept patches cannot share a forward pass.
     needs_equal_counts: bool = False
-    #: How logits become probabilities: "softmax" over the classes, or "sigmoid" per class (SigLIP's
-    #: zero-shot candidates, see :mod:`moxi_hf.zero_shot`).
+    #: How logits become probabilities: "softmax" over the classes, or "sigmoid" per class (multi-label and
+    #: one-logit classifiers, SigLIP's zero-shot candidates); see :data:`moxi_hf.value.LINKS`.
     link: str = "softmax"
+    #: When a coalition predicts the label: "argmax" or, under a sigmoid, "threshold" (p > 0.5); see
+    #: :func:`moxi_hf.value.predicted_classes`.
+    decision: str = "argmax"
 
     def __init__(self, model: torch.nn.Module, grid: tuple[int, int]):
         self.model = model

@@ -18,14 +18,21 @@ from .options import DEFAULT_REWARD, REWARD_NAMES
 from .players import Players
 from .removal import RemovalAdapter
 
-__all__ = ["ChunkCallback", "ValueFunction", "ValueOutput", "REWARDS", "reward_from_logits", "DEFAULT_MAX_TOKENS",
-           "check_label", "default_memory_mb"]
+__all__ = ["ChunkCallback", "DECISIONS", "DEFAULT_MAX_TOKENS", "LINKS", "REWARDS", "ValueFunction", "ValueOutput",
+           "check_label", "default_memory_mb", "label_probabilities", "predicted_classes", "probabilities",
+           "reward_from_logits"]
 
 #: Called before each forward chunk with (coalitions in the chunk, token-forwards in the chunk = coalitions ×
 #: ``adapter.cost(kept)``); whatever it raises (a cancellation) leaves the explain call unchanged.
 ChunkCallback = Callable[[int, int], None]
 
 REWARDS = REWARD_NAMES
+#: How a model's logits become probabilities: "softmax" over the classes (single-label classifiers, CLIP's
+#: candidates) or an independent "sigmoid" per class (multi-label and one-logit classifiers, SigLIP).
+LINKS = ("softmax", "sigmoid")
+#: When a coalition counts as predicting the label: "argmax" (the label is the top class) or "threshold"
+#: (sigmoid only: p(label) > 0.5, as for multi-label classifiers).
+DECISIONS = ("argmax", "threshold")
 
 #: Default bound on tokens (token removal) per forward pass; memory grows linearly with it.
 DEFAULT_MAX_TOKENS = 32768
@@ -56,16 +63,59 @@ def check_label(label: object, num_labels: int) -> int:
     return index
 
 
-def reward_from_logits(logits: torch.Tensor, labels: torch.Tensor, reward: str = DEFAULT_REWARD) -> torch.Tensor:
-    """v from logits (C, L) float and target labels (C,): log-odds, log-prob or logit of the label."""
+def _check_link(link: str) -> str:
+    if link not in LINKS:
+        raise MoXIError(f"unknown link {link!r}; choose one of {', '.join(LINKS)}")
+    return link
+
+
+def reward_from_logits(logits: torch.Tensor, labels: torch.Tensor, reward: str = DEFAULT_REWARD,
+                       link: str = "softmax") -> torch.Tensor:
+    """v from logits (C, L) float and target labels (C,): log-odds, log-prob or logit of the label.
+
+    Under a softmax, log-odds is z_y − logsumexp of the other classes (= log p/(1 − p)) and log-prob
+    log softmax(z)_y. Under a sigmoid each class is its own yes/no: log-odds is the label's own logit
+    z_y (no contrast with the other classes) and log-prob log σ(z_y).
+    """
     check_reward(reward)
     target = logits.gather(1, labels.unsqueeze(1)).squeeze(1)
     if reward == "logit":
         return target
+    if _check_link(link) == "sigmoid":
+        return target if reward == "log-odds" else torch.nn.functional.logsigmoid(target)
     if reward == "log-prob":
         return target - torch.logsumexp(logits, dim=1)
     others = logits.scatter(1, labels.unsqueeze(1), float("-inf"))
     return target - torch.logsumexp(others, dim=1)
+
+
+def probabilities(logits: torch.Tensor, link: str = "softmax") -> torch.Tensor:
+    """Probabilities (C, L) of every class from logits (C, L): softmax over the classes, or a sigmoid each."""
+    return torch.sigmoid(logits) if _check_link(link) == "sigmoid" else torch.softmax(logits, dim=-1)
+
+
+def label_probabilities(logits: torch.Tensor, labels: torch.Tensor, link: str = "softmax") -> torch.Tensor:
+    """p(label) (C,) from logits (C, L) and labels (C,)."""
+    if _check_link(link) == "sigmoid":
+        return torch.sigmoid(logits.gather(1, labels.unsqueeze(1)).squeeze(1))
+    return torch.softmax(logits, dim=1).gather(1, labels.unsqueeze(1)).squeeze(1)
+
+
+def predicted_classes(logits: torch.Tensor, labels: torch.Tensor, link: str = "softmax",
+                      decision: str = "argmax") -> torch.Tensor:
+    """The predicted class (C,) long of each row, as compared with its label (C,) by the curves.
+
+    ``"argmax"``: the top class. ``"threshold"`` (sigmoid): the label while p(label) > 0.5, else -1
+    ("not the label"; a multi-label model predicts each class on its own).
+    """
+    if decision not in DECISIONS:
+        raise MoXIError(f"unknown decision {decision!r}; choose one of {', '.join(DECISIONS)}")
+    if decision == "argmax":
+        return logits.argmax(dim=1)
+    if _check_link(link) != "sigmoid":
+        raise MoXIError("the threshold decision needs the sigmoid link")
+    above = logits.gather(1, labels.unsqueeze(1)).squeeze(1) > 0  # σ(z) > 0.5 exactly when z > 0
+    return torch.where(above, labels, torch.full_like(labels, -1))
 
 
 def _even_chunk(count: int, chunk: int) -> int:
@@ -76,8 +126,8 @@ def _even_chunk(count: int, chunk: int) -> int:
 
 class ValueOutput(NamedTuple):
     values: torch.Tensor  # (C,) float32, v(S)
-    predictions: torch.Tensor  # (C,) long, argmax class with only S present
-    probabilities: torch.Tensor  # (C,) float32, softmax probability of the target label
+    predictions: torch.Tensor  # (C,) long, the predicted class with only S present (see predicted_classes)
+    probabilities: torch.Tensor  # (C,) float32, p(label) under the adapter's link (softmax or sigmoid)
 
 
 class ValueFunction:
@@ -88,7 +138,9 @@ class ValueFunction:
         pixel_values: processed images (B, C, H, W).
         labels: target class per image (B,).
         players: the player grid; defaults to one player per patch.
-        reward: ``"log-odds"`` (default), ``"log-prob"`` or ``"logit"``.
+        reward: ``"log-odds"`` (default), ``"log-prob"`` or ``"logit"``, read under the adapter's
+            ``link`` (softmax or sigmoid, :func:`reward_from_logits`); ``adapter.decision`` says when a
+            coalition predicts the label (:func:`predicted_classes`).
         max_batch_size: at most this many coalitions per forward pass.
         max_tokens: at most this many tokens per forward pass (token removal).
         memory_mb: working memory of one forward pass (MB), turned into a token bound with the
@@ -182,9 +234,10 @@ class ValueFunction:
         image_index = self._image_index(torch.as_tensor(coalitions), image_index)
         logits = self.logits(coalitions, image_index)
         labels = self.labels[image_index]
-        values = reward_from_logits(logits, labels, self.reward)
-        probabilities = torch.softmax(logits, dim=1).gather(1, labels.unsqueeze(1)).squeeze(1)
-        return ValueOutput(values, logits.argmax(dim=1), probabilities)
+        link = self.adapter.link
+        return ValueOutput(reward_from_logits(logits, labels, self.reward, link),
+                           predicted_classes(logits, labels, link, self.adapter.decision),
+                           label_probabilities(logits, labels, link))
 
     def __call__(self, coalitions: torch.Tensor, image_index: torch.Tensor | None = None) -> torch.Tensor:
         """v(S) (C,) float32 for coalitions (C, P) bool of the images ``image_index`` (C,)."""

@@ -27,20 +27,17 @@ from .removal import TokenContext, TokenRemoval
 
 __all__ = [
     "DEFAULT_HYPOTHESIS_TEMPLATE",
-    "LINKS",
     "CandidateText",
     "ZeroShotRemoval",
     "check_candidate_labels",
     "check_templates",
     "default_candidates",
-    "link_probabilities",
     "tokenizer_kwargs",
 ]
 
 #: The zero-shot pipeline's default prompt.
 DEFAULT_HYPOTHESIS_TEMPLATE = "This is a photo of {}."
 #: How candidate logits become scores: softmax over the candidates, or a sigmoid per candidate.
-LINKS = ("softmax", "sigmoid")
 #: config.json keys where a zero-shot model records its default labels and prompt(s).
 CONFIG_LABELS_KEY = "moxi_candidate_labels"
 CONFIG_TEMPLATE_KEY = "moxi_hypothesis_template"
@@ -89,15 +86,6 @@ def default_candidates(config) -> tuple[tuple[str, ...], tuple[str, ...]] | None
     if labels is None:
         return None
     return check_candidate_labels(labels), check_templates(getattr(config, CONFIG_TEMPLATE_KEY, None))
-
-
-def link_probabilities(logits: torch.Tensor, link: str) -> torch.Tensor:
-    """Scores (C, K) from candidate logits (C, K): softmax over the candidates or an independent sigmoid."""
-    if link == "sigmoid":
-        return torch.sigmoid(logits)
-    if link == "softmax":
-        return torch.softmax(logits, dim=-1)
-    raise MoXIError(f"unknown link {link!r}; choose one of {', '.join(LINKS)}")
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,8 @@ def test_folder_is_small_and_records_its_default_labels_and_prompt(parts):
 def test_stock_pipeline_names_the_samples_and_our_game_gives_its_scores(parts):
     from transformers import pipeline
 
-    from moxi_hf.zero_shot import CandidateText, ZeroShotRemoval, default_candidates, link_probabilities
+    from moxi_hf.value import probabilities
+    from moxi_hf.zero_shot import CandidateText, ZeroShotRemoval, default_candidates
 
     model, tokenizer, processor = parts
     labels, templates = default_candidates(model.config)
@@ -68,7 +69,7 @@ def test_stock_pipeline_names_the_samples_and_our_game_gives_its_scores(parts):
         expected = {row["label"]: row["score"] for row in classify(image, candidate_labels=list(labels),
                                                                    hypothesis_template=templates[0])}
         pixel_values = processor(image, return_tensors="pt")["pixel_values"]
-        scores = link_probabilities(adapter.full_logits(pixel_values), adapter.link)[0]
+        scores = probabilities(adapter.full_logits(pixel_values), adapter.link)[0]
         np.testing.assert_allclose(scores.numpy(), [expected[label] for label in labels], atol=1e-5)
         assert labels[int(scores.argmax())] == WORDS[int(SAMPLE_RE.fullmatch(path.name).group(1))]
         # one vision pass per coalition: all patches kept gives the whole-image logits

@@ -8,8 +8,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from moxi_hf import MoXIError, PixelMasking, Players, ValueFunction, load_explainable_model
-from moxi_hf.value import reward_from_logits
+from helpers import save_checkpoint, tiny_model
+from moxi_hf import Explainer, MoXIError, PixelMasking, Players, ValueFunction, load_explainable_model
+from moxi_hf.value import label_probabilities, predicted_classes, reward_from_logits
 
 
 def test_rewards_match_their_formulas():
@@ -176,3 +177,47 @@ def test_bfloat16_values_are_close_to_float32(vit_dir, pixel_values):
     assert low.dtype == torch.float32
     assert math.isfinite(float(low.sum()))
     torch.testing.assert_close(low, high, atol=0.1, rtol=0.05)
+
+
+def test_sigmoid_rewards_read_each_class_on_its_own():
+    logits = torch.tensor([[2.0, -1.0, 0.5], [-3.0, 0.2, 4.0]])
+    labels = torch.tensor([0, 0])
+    assert torch.equal(reward_from_logits(logits, labels, "log-odds", "sigmoid"), torch.tensor([2.0, -3.0]))
+    torch.testing.assert_close(reward_from_logits(logits, labels, "log-prob", "sigmoid"),
+                               torch.log(torch.sigmoid(torch.tensor([2.0, -3.0]))))
+    torch.testing.assert_close(label_probabilities(logits, labels, "sigmoid"), torch.sigmoid(torch.tensor([2.0, -3.0])))
+    # log-odds under a sigmoid is log p/(1 - p) of the label's own probability
+    p = label_probabilities(logits, labels, "sigmoid")
+    torch.testing.assert_close(torch.log(p / (1 - p)), reward_from_logits(logits, labels, "log-odds", "sigmoid"))
+    assert predicted_classes(logits, labels, "sigmoid", "threshold").tolist() == [0, -1]
+    assert predicted_classes(logits, labels, "sigmoid", "argmax").tolist() == [0, 2]
+    with pytest.raises(MoXIError, match="threshold decision needs the sigmoid"):
+        predicted_classes(logits, labels, "softmax", "threshold")
+    with pytest.raises(MoXIError, match="unknown link"):
+        reward_from_logits(logits, labels, "log-odds", "tanh")
+
+
+@pytest.mark.parametrize("overrides, rule", [
+    ({}, ("softmax", "argmax")),
+    ({"problem_type": "multi_label_classification"}, ("sigmoid", "threshold")),
+    ({"num_labels": 1}, ("sigmoid", "threshold")),
+])
+def test_a_classifier_is_read_as_transformers_pipeline_reads_it(tmp_path, pixel_values, overrides, rule):
+    folder = save_checkpoint(tiny_model(**overrides), tmp_path)
+    explainer = Explainer.from_pretrained(folder)
+    assert (explainer.adapter.link, explainer.adapter.decision) == rule
+    game = explainer.value_function(pixel_values[:1], [0])
+    full = torch.ones(1, game.n_players, dtype=torch.bool)
+    out = game.evaluate(full)
+    logits = explainer.adapter.full_logits(pixel_values[:1])
+    expected = torch.sigmoid(logits[:, 0]) if rule[0] == "sigmoid" else torch.softmax(logits, dim=1)[:, 0]
+    torch.testing.assert_close(out.probabilities, expected, atol=1e-5, rtol=0)
+    if rule[0] == "sigmoid":
+        torch.testing.assert_close(out.values, logits[:, 0], atol=1e-5, rtol=0)
+        assert out.predictions.tolist() == [0 if logits[0, 0] > 0 else -1]
+
+
+def test_a_regression_checkpoint_is_refused(tmp_path):
+    folder = save_checkpoint(tiny_model(num_labels=1, problem_type="regression"), tmp_path)
+    with pytest.raises(MoXIError, match="regression model"):
+        Explainer.from_pretrained(folder)

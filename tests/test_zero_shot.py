@@ -16,13 +16,13 @@ from moxi_hf import MoXIError, ValueFunction
 from moxi_hf.engine import FastEncoder
 from moxi_hf.modeling import TOKEN_CLASSES
 from moxi_hf.removal import TokenRemoval
+from moxi_hf.value import probabilities
 from moxi_hf.zero_shot import (
     CandidateText,
     ZeroShotRemoval,
     check_candidate_labels,
     check_templates,
     default_candidates,
-    link_probabilities,
 )
 
 LABELS = ["a cat", "a dog", "the digit seven"]
@@ -66,7 +66,7 @@ def test_whole_image_scores_equal_the_stock_pipeline(zero_shot_dir, image, templ
     adapter = ZeroShotRemoval(model, text)
     assert adapter.link == ("sigmoid" if family == "siglip" else "softmax")
     pixel_values = processor(image, return_tensors="pt")["pixel_values"]
-    scores = link_probabilities(adapter.full_logits(pixel_values), adapter.link)[0]
+    scores = probabilities(adapter.full_logits(pixel_values), adapter.link)[0]
     classify = pipeline("zero-shot-image-classification", model=path)
     expected = {row["label"]: row["score"] for row in classify(image, candidate_labels=LABELS,
                                                                hypothesis_template=template)}
