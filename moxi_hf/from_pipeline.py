@@ -14,17 +14,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from .errors import MoXIError
 from .loading import adapter_for, output_rule, with_output_rule
 from .options import DEFAULT_REWARD
 from .value import DEFAULT_MAX_TOKENS
-
-if TYPE_CHECKING:
-    from .explainer import Explainer
 
 __all__ = ["EXPLAINED_DTYPES", "SUPPORTED_PIPELINE_TASKS", "check_explained_dtype", "explainer_for",
            "explainer_from_pipeline", "function_rule"]
@@ -65,7 +60,7 @@ def check_explained_dtype(model: torch.nn.Module) -> torch.dtype:
 
 
 def explainer_for(
-    cls: type[Explainer],
+    cls: type,
     model: torch.nn.Module,
     processor,
     rule: tuple[str, str] | None = None,
@@ -77,9 +72,10 @@ def explainer_for(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     baseline: str = "zero",
     pixel_grid: int | tuple[int, int] | None = None,
-) -> Explainer:
-    """A ``cls`` over a loaded classifier and its processor, sharing the model's weights, reading its logits by
-    ``rule`` (link, decision; default: the checkpoint's own, :func:`moxi_hf.loading.output_rule`)."""
+):
+    """A ``cls`` (:class:`moxi_hf.Explainer`) over a loaded classifier and its processor, sharing the model's
+    weights, reading its logits by ``rule`` (link, decision; default: the checkpoint's own,
+    :func:`moxi_hf.loading.output_rule`)."""
     if getattr(model, "hf_device_map", None):
         raise MoXIError("the model is split across devices (device_map); moxi explains a model on one device: "
                         "load it with device= instead")
@@ -102,7 +98,7 @@ def _task_of(pipe) -> str | None:
     return None
 
 
-def explainer_from_pipeline(cls: type[Explainer], pipe, **explainer_options) -> Explainer:
+def explainer_from_pipeline(cls: type, pipe, **explainer_options):
     """See :meth:`moxi_hf.Explainer.from_pipeline`."""
     task = _task_of(pipe)
     if task is None:
