@@ -12,6 +12,10 @@ The pipeline, one module per stage::
 
 Importing the package is light: every name below is loaded from its submodule on first use, so
 the ``moxi`` command answers ``--help`` without importing torch.
+
+``import moxi_hf.pipelines`` registers the ``"image-explanation"`` task of transformers'
+``pipeline()``; ``Explainer.from_pipeline(pipe)`` explains what an image-classification pipeline
+predicts.
 """
 
 from __future__ import annotations
@@ -51,8 +55,8 @@ _EXPORTS = {
     "comparison_to_dict": "compare",
 }
 _SUBMODULES = ("artifacts", "cli", "compare", "cost", "errors", "evaluation", "explainer", "explanation", "images",
-               "interactions", "labels", "loading", "methods", "metrics", "modeling", "options", "players", "plotting",
-               "removal", "sources", "value")
+               "interactions", "labels", "loading", "methods", "metrics", "modeling", "options", "pipelines", "players",
+               "plotting", "removal", "sources", "value")
 
 __all__ = [
     "Artifacts",

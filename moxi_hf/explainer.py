@@ -105,6 +105,15 @@ class Explainer:
         return cls(loaded.model, loaded.processor, loaded.adapter, reward=reward, players_grid=players_grid,
                    max_batch_size=max_batch_size, max_tokens=max_tokens, name=loaded.name)
 
+    @classmethod
+    def from_pipeline(cls, pipe, **explainer_options) -> Explainer:
+        """Explain what a transformers ``image-classification`` pipeline predicts: its own weights (shared, not
+        copied), image processor, device, dtype and scores (its ``function_to_apply``, else its default rule).
+        ``explainer_options``: ``masking``, ``reward``, ``players_grid``, ... as for :meth:`from_pretrained`."""
+        from .from_pipeline import explainer_from_pipeline
+
+        return explainer_from_pipeline(cls, pipe, **explainer_options)
+
     # -- inputs ---------------------------------------------------------------------------------
 
     @property

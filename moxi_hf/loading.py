@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 
@@ -22,7 +23,9 @@ __all__ = [
     "load_explainable_model",
     "TOKEN_MODEL_TYPES",
     "resolve_dtype",
+    "saved_dtype",
     "DEFAULT_PIXEL_GRID",
+    "adapter_for",
     "as_token_model",
     "build_adapter",
     "output_rule",
@@ -51,6 +54,14 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     if dtype not in TORCH_DTYPES:
         raise MoXIError(f"unknown dtype {dtype!r}; choose float32 or bfloat16")
     return TORCH_DTYPES[dtype]
+
+
+def saved_dtype(config) -> torch.dtype:
+    """``dtype="auto"``: the dtype a checkpoint was saved in when moxi explains in it (float32, bfloat16), else
+    float32 (a float16 checkpoint is explained in float32)."""
+    saved = getattr(config, "dtype", None)
+    saved = getattr(torch, saved, None) if isinstance(saved, str) else saved
+    return saved if saved in (torch.float32, torch.bfloat16) else torch.float32
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -97,7 +108,11 @@ def uses_token_removal(model_type: str | None, masking: str) -> bool:
 
 
 def as_token_model(model: torch.nn.Module) -> TokenRemovalClassifier:
-    """A stock ViT-family classifier rebuilt as its MoXI subclass (same parameter names, same weights)."""
+    """A stock ViT-family classifier as its MoXI subclass, sharing its weights (no copy).
+
+    The subclass is built on the meta device (no memory) and its parameters and buffers are then
+    the stock model's own tensors; the stock model keeps its class, config and mode.
+    """
     if isinstance(model, TokenRemovalClassifier):
         return model
     target = TOKEN_CLASSES.get(type(model).__name__)
@@ -106,10 +121,18 @@ def as_token_model(model: torch.nn.Module) -> TokenRemovalClassifier:
             f"token masking needs a ViT-family classifier with patch tokens, got {type(model).__name__}; "
             "use masking='pixel'"
         )
-    converted = target(model.config)
-    converted.load_state_dict(model.state_dict())
-    parameter = next(model.parameters())
-    return converted.to(parameter.device, parameter.dtype).eval()
+    with torch.device("meta"):
+        converted = target(copy.deepcopy(model.config))
+    state = model.state_dict()
+    converted.load_state_dict(state, assign=True)
+    for name, buffer in model.named_buffers():
+        if name not in state:  # non-persistent buffers are not in the state dict
+            owner, _, leaf = name.rpartition(".")
+            converted.get_submodule(owner).register_buffer(leaf, buffer, persistent=False)
+    left = [name for name, tensor in (*converted.named_parameters(), *converted.named_buffers()) if tensor.is_meta]
+    if left:
+        raise MoXIError(f"{type(model).__name__} could not be shared with {target.__name__}: {', '.join(left[:3])} missing")
+    return converted.eval()
 
 
 def build_adapter(
@@ -198,12 +221,14 @@ def load_explainable_model(
     pixel masking for every other classifier; ``"token"`` on a model without patch tokens is an
     error. ``grid`` is the pixel-masking cell grid (default: a ViT's patch grid, or
     :data:`DEFAULT_PIXEL_GRID` for models without patch tokens, or ``players_grid`` when given).
+    ``dtype``: float32 (default), bfloat16, or ``"auto"`` (:func:`saved_dtype`).
     ``trust_remote_code``: run Python code shipped with the model (its ``auto_map``); without it, a
     model that cannot load without its own code is refused in one line, and nobody is asked on stdin.
     """
     if masking not in MASKINGS:
         raise MoXIError(f"unknown masking {masking!r}; choose one of {', '.join(MASKINGS)}")
-    dtype = resolve_dtype(dtype)
+    auto_dtype = isinstance(dtype, str) and dtype == "auto"
+    dtype = None if auto_dtype else resolve_dtype(dtype)
     device = resolve_device(device)
     name = resolve_model_source(path_or_id, local_files_only=from_pretrained_kwargs.get("local_files_only", False))
     trust = bool(trust_remote_code)
@@ -214,6 +239,7 @@ def load_explainable_model(
         _refuse_remote_code(name, error, trust)
         raise MoXIError(f"could not load a model config from {name!r}: {error}") from None
     use_tokens = uses_token_removal(config.model_type, masking)
+    dtype = saved_dtype(config) if auto_dtype else dtype
     kwargs = dict(from_pretrained_kwargs)
     if use_tokens:
         eager = config.model_type in _EAGER_MODEL_TYPES
@@ -235,11 +261,26 @@ def load_explainable_model(
     except Exception as error:  # noqa: BLE001
         _refuse_remote_code(name, error, trust)
         raise MoXIError(f"could not load the image processor of {name!r}: {error}") from None
+    adapter = adapter_for(model, processor, masking, grid, baseline, players_grid)
+    return ExplainableModel(model, processor, adapter, name)
+
+
+def adapter_for(
+    model: torch.nn.Module,
+    processor,
+    masking: str = "auto",
+    grid: int | tuple[int, int] | None = None,
+    baseline: str = "zero",
+    players_grid: int | tuple[int, int] | None = None,
+) -> RemovalAdapter:
+    """:func:`build_adapter` for a loaded model and its image processor: token removal interpolates the
+    position embeddings when the processor's image size differs from the one the model was trained on."""
+    config = model.config
     size = _image_size(processor, config)
     config_size = as_pair(config.image_size) if isinstance(getattr(config, "image_size", None), int) else None
+    use_tokens = uses_token_removal(config.model_type, masking)
     interpolate = use_tokens and size is not None and config_size is not None and size != config_size
-    adapter = build_adapter(model, masking, grid, baseline, size, interpolate, players_grid)
-    return ExplainableModel(model, processor, adapter, name)
+    return build_adapter(model, masking, grid, baseline, size, interpolate, players_grid)
 
 
 def _refuse_remote_code(name: str, error: Exception, trusted: bool) -> None:

@@ -1,0 +1,111 @@
+"""An Explainer for what a transformers pipeline predicts: its own weights, processor, device, dtype and scores.
+
+:meth:`moxi_hf.Explainer.from_pipeline` reads an ``image-classification`` pipeline:
+
+- the model's parameters are the pipeline's own tensors (a ViT-family model is viewed as its
+  token-removal subclass without copying a weight; the pipeline's model keeps its class, config
+  and outputs);
+- its image processor, device and dtype (float32 or bfloat16; a float16 pipeline is refused with
+  the fix, since converting would copy every weight and change the scores);
+- its scores: ``function_to_apply`` when the pipeline was built with one, else the pipeline's own
+  default (a sigmoid per class for multi-label and one-logit checkpoints, a softmax otherwise), so
+  p(label) on the whole image is the score the pipeline prints.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import MoXIError
+from .loading import adapter_for, output_rule, with_output_rule
+from .options import DEFAULT_REWARD
+from .value import DEFAULT_MAX_TOKENS
+
+__all__ = ["EXPLAINED_DTYPES", "SUPPORTED_PIPELINE_TASKS", "check_explained_dtype", "explainer_for",
+           "explainer_from_pipeline", "function_rule"]
+
+#: the pipeline tasks an Explainer can be built from (their pipeline class names in transformers)
+SUPPORTED_PIPELINE_TASKS = {"image-classification": "ImageClassificationPipeline"}
+#: the dtypes moxi explains in
+EXPLAINED_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def function_rule(function_to_apply) -> tuple[str, str] | None:
+    """(link, decision) for a pipeline's ``function_to_apply`` ("sigmoid": p > 0.5 predicts the label;
+    "softmax": the top class), None for unset or "default"; "none" (raw logits) is refused."""
+    if function_to_apply is None:
+        return None
+    name = str(getattr(function_to_apply, "value", function_to_apply)).lower()
+    if name == "default":
+        return None
+    if name == "sigmoid":
+        return ("sigmoid", "threshold")
+    if name == "softmax":
+        return ("softmax", "argmax")
+    if name == "none":
+        raise MoXIError("function_to_apply='none' gives raw logits, not probabilities, so there is no probability "
+                        "of a label to explain; use 'softmax', 'sigmoid' or leave it unset")
+    raise MoXIError(f"unknown function_to_apply {function_to_apply!r}; choose softmax or sigmoid")
+
+
+def check_explained_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype of ``model``'s weights when moxi explains in it (float32, bfloat16), else a MoXIError with the fix."""
+    dtype = next(model.parameters()).dtype
+    if dtype not in EXPLAINED_DTYPES:
+        name = str(dtype).removeprefix("torch.")
+        raise MoXIError(f"the pipeline's model runs in {name}, and moxi explains in float32 or bfloat16 without "
+                        f"copying the pipeline's weights: build the pipeline with dtype=torch.float32 (or "
+                        f"torch.bfloat16)")
+    return dtype
+
+
+def explainer_for(
+    cls: type,
+    model: torch.nn.Module,
+    processor,
+    rule: tuple[str, str] | None = None,
+    *,
+    masking: str = "auto",
+    reward: str = DEFAULT_REWARD,
+    players_grid: int | tuple[int, int] | None = None,
+    max_batch_size: int = 1024,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    baseline: str = "zero",
+    pixel_grid: int | tuple[int, int] | None = None,
+):
+    """A ``cls`` (:class:`moxi_hf.Explainer`) over a loaded classifier and its processor, sharing the model's
+    weights, reading its logits by ``rule`` (link, decision; default: the checkpoint's own,
+    :func:`moxi_hf.loading.output_rule`)."""
+    if getattr(model, "hf_device_map", None):
+        raise MoXIError("the model is split across devices (device_map); moxi explains a model on one device: "
+                        "load it with device= instead")
+    check_explained_dtype(model)
+    config = model.config
+    rule = rule or output_rule(config)
+    adapter = with_output_rule(adapter_for(model, processor, masking, pixel_grid, baseline, players_grid), config, rule)
+    name = getattr(config, "_name_or_path", None) or None
+    return cls(model, processor, adapter, reward=reward, players_grid=players_grid, max_batch_size=max_batch_size,
+               max_tokens=max_tokens, name=name)
+
+
+def _task_of(pipe) -> str | None:
+    """The supported task whose pipeline class ``pipe`` is, or None."""
+    from transformers import pipelines
+
+    for task, class_name in SUPPORTED_PIPELINE_TASKS.items():
+        if isinstance(pipe, getattr(pipelines, class_name)):
+            return task
+    return None
+
+
+def explainer_from_pipeline(cls: type, pipe, **explainer_options):
+    """See :meth:`moxi_hf.Explainer.from_pipeline`."""
+    task = _task_of(pipe)
+    if task is None:
+        what = getattr(pipe, "task", None) or type(pipe).__name__
+        raise MoXIError(f"Explainer.from_pipeline takes an {' or '.join(SUPPORTED_PIPELINE_TASKS)} pipeline, got "
+                        f"{what!r}")
+    if pipe.image_processor is None:
+        raise MoXIError("the pipeline has no image processor; build it with image_processor=")
+    rule = function_rule(pipe._postprocess_params.get("function_to_apply"))
+    return explainer_for(cls, pipe.model, pipe.image_processor, rule, **explainer_options)
