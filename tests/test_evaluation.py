@@ -455,7 +455,7 @@ def test_large_runs_store_each_picture_once_in_its_own_config(tmp_path, monkeypa
     loaded = moxi_hf.load_artifacts(out)
     assert sorted(loaded.pictures()) == [0, 1, 2]
     np.testing.assert_array_equal(np.asarray(loaded.pictures()[1]), np.asarray(pictures[1][2]))
-    assert len(loaded.plot_heatmaps().axes) == 3 * 3
+    assert len(loaded.plot_heatmaps().axes) == 3 * 3 + 1  # and one rank legend
 
 
 def test_load_artifacts_replots_explain_and_evaluate_folders_alike(single, explained, tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..labels import label_text
 from ._figure import new_figure
-from .heatmap import draw_heatmap
+from .heatmap import add_rank_colorbar, draw_heatmap
 
 __all__ = ["plot_heatmap_grid"]
 
@@ -24,6 +24,9 @@ def plot_heatmap_grid(rows: Sequence[dict], methods: Sequence[str], curve: str, 
     by_key = {(row["dataset_index"], row["method"], row["curve"]): row for row in rows}
     indices = list(dict.fromkeys(row["dataset_index"] for row in rows if row["curve"] == curve))[:max_images]
     columns = len(methods) + 1
+    shown = [row for row in rows if row["dataset_index"] in indices and row["curve"] == curve and row["method"] in methods]
+    max_rank = max([int(row["patches_needed"]) for row in shown], default=1) or 1
+    scale = None
     figure = new_figure(1.9 * columns, 2.0 * max(len(indices), 1))
     axes = figure.subplots(max(len(indices), 1), columns, squeeze=False)
     for r, index in enumerate(indices):
@@ -46,7 +49,9 @@ def plot_heatmap_grid(rows: Sequence[dict], methods: Sequence[str], curve: str, 
                 continue
             heat = np.asarray(row["heatmap"], dtype=np.float32).reshape(row["grid_rows"], row["grid_cols"])
             title = f"{methods[c - 1]}\n{row['patches_needed']} needed" if r == 0 else f"{row['patches_needed']} needed"
-            draw_heatmap(ax, heat, picture, title, hide_zero=True)
-    figure.suptitle(f"{curve}: players needed (heat = earlier in the order)", fontsize=9)
+            scale = draw_heatmap(ax, heat, picture, title, max_rank=max_rank)
+    figure.suptitle(f"{curve}: the players needed, coloured by rank in the order", fontsize=9)
     figure.tight_layout()
+    if scale is not None:  # after the layout: the legend takes its room from the heatmaps, one scale for all
+        add_rank_colorbar(figure, scale, list(axes.ravel()), fraction=0.03, pad=0.02)
     return figure
