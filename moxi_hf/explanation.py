@@ -86,7 +86,7 @@ class Explanation:
         """What ``patches_needed`` says, in one sentence: ``2 of 49 patches needed to predict 3``.
 
         Deletion: the players removed until the label is no longer predicted; when the whole image is not
-        predicted as the label to begin with, it says so instead of counting.
+        predicted as the label to begin with, it says so (naming the prediction) instead of counting.
         """
         label, total = self.label_text, self.players_text
         if self.curve == "insertion":
@@ -94,7 +94,8 @@ class Explanation:
                 return f"{label} is never predicted, not even with all {total}"
             return f"{self.patches_needed} of {total} needed to predict {label}"
         if self.predicted is not None and self.predicted != self.label:
-            return f"{label} is not predicted even with all {total} (the model predicts {self.predicted_text})"
+            return (f"{label} is not predicted to begin with (the model predicts {self.predicted_text}), "
+                    "so no patch needs removing")
         if not self.reached:
             return f"the prediction stays {label} even with all {total} removed"
         return f"{self.patches_needed} of {total} removed to change the prediction from {label}"

@@ -119,7 +119,7 @@ def _made(curve: str, needed: int, predictions: list[int], label: int = 3, predi
     (_made("deletion", 4, [3] * 5, label_name="cat"),
      'the prediction stays 3 ("cat") even with all 4 patches removed'),
     (_made("deletion", 1, [8, 8, 8, 8, 8], predicted=8),
-     '3 is not predicted even with all 4 patches (the model predicts 8 ("eight"))'),
+     '3 is not predicted to begin with (the model predicts 8 ("eight")), so no patch needs removing'),
 ])
 def test_the_patches_needed_sentence(explanation, sentence):
     assert explanation.needed_text == sentence
