@@ -120,7 +120,9 @@ def decode_image(source: Path | io.BytesIO, name: str) -> Image.Image:
                 return opened.copy()
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise MoXIError(f"cannot read image {name!r}: {_too_large(error)}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except UnidentifiedImageError:  # Pillow's own text names where it read from (a temporary file, a buffer)
+        raise MoXIError(f"cannot read image {name!r}: not an image file, or in a format Pillow cannot read") from None
+    except (OSError, SyntaxError, ValueError) as error:
         raise MoXIError(f"cannot read image {name!r}: {error}") from None
 
 

@@ -1,16 +1,16 @@
-"""The web demo: its plain functions against Explainer.explain, cancelling, concurrency, and the page in a browser."""
+"""The web demo: its plain functions against Explainer.explain, cancelling, concurrency and the page's handlers.
+
+The page itself, in a browser: test_demo_browser.py.
+"""
 
 from __future__ import annotations
 
+import html
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ from PIL import Image
 from moxi_hf import Explainer, MoXIError
 from moxi_hf.defaults import default_model_path, default_sample_images
 from moxi_hf.demo import Cancelled, DemoModel, check_image, load_demo_model
-from moxi_hf.demo.core import MAX_IMAGE_SIDE, grid_choices, label_choices
+from moxi_hf.demo.core import DEFAULT_MODEL_NOTE, MAX_IMAGE_SIDE, Upload, grid_choices, label_choices
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,6 +114,17 @@ def test_bad_images(image, message):
         check_image(image)
 
 
+def test_an_upload_that_is_not_an_image_is_named_as_the_user_named_it(tmp_path):
+    stored = tmp_path / "gradio" / "0a1b2c" / "scan.png"
+    stored.parent.mkdir(parents=True)
+    stored.write_text("a text file with an image's name\n")
+    with pytest.raises(MoXIError) as caught:
+        check_image(Upload(os.fspath(stored), "scan.png"))
+    assert str(caught.value) == "cannot read image 'scan.png': not an image file, or in a format Pillow cannot read"
+    Image.new("RGB", (5, 3), (255, 0, 0)).save(stored)
+    assert check_image(Upload(os.fspath(stored), "scan.png")).size == (5, 3)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"players_grid": 3}, "does not divide"),
     ({"label": 99}, "out of range"),
@@ -126,13 +137,19 @@ def test_impossible_options(tiny, kwargs, message):
         tiny.explain(_digit(4), **{"method": "moxi", **kwargs})
 
 
-def test_compare_sheet(tiny, vit_dir):
+def test_compare_shows_each_method_readably(tiny, vit_dir):
     image = _digit(5)
-    sheet, record = tiny.compare(image, "insertion", methods=["moxi", "gradcam"])
-    assert sheet.size[0] > 300
+    result = tiny.compare(image, "insertion", methods=["moxi", "gradcam"])
     expected = Explainer.from_pretrained(vit_dir).explain(image, "moxi", "insertion")
-    assert record["methods"]["moxi"]["explanation"]["order"] == expected.order
-    assert record["methods"]["moxi"]["insertion"]["patches_needed"] == expected.patches_needed
+    assert result.record["methods"]["moxi"]["explanation"]["order"] == expected.order
+    assert result.record["methods"]["moxi"]["insertion"]["patches_needed"] == expected.patches_needed
+    # one picture per method, as large as the explanation's own heatmap, captioned with its name and AUCs
+    assert [caption.split(" ")[0] for _, caption in result.heatmaps] == ["moxi", "gradcam"]
+    auc = result.record["methods"]["moxi"]["insertion"]["auc"]
+    assert result.heatmaps[0][1] == f"moxi · AUC {auc:.2f}"
+    assert result.heatmaps[0][0].size == tiny.explain(image, "moxi").heatmap.size
+    assert result.curves.size[0] >= 900  # both curves on a picture of their own, not a strip of a sheet
+    assert "/" not in result.record["methods"]["moxi"]["explanation"]["model"]  # never the server's path
 
 
 def test_cancel_stops_a_running_request_and_leaves_the_model_alone(tiny):
@@ -224,6 +241,24 @@ def test_default_model_loaded_once():
     first = load_demo_model()
     assert load_demo_model() is first
     assert [p.name for p in first.samples] == [p.name for p in default_sample_images()]
+    assert first.input_note == DEFAULT_MODEL_NOTE
+
+
+def test_explanation_json_names_a_local_model_by_its_folder(tiny, vit_dir):
+    for demo_model, folder in ((load_demo_model(), default_model_path()), (tiny, Path(vit_dir))):
+        result = demo_model.explain(_digit(18), "self-shapley")
+        text = Path(result.json_path).read_text()
+        assert json.loads(text)["model"] == folder.resolve().name  # as `moxi explain` writes it
+        assert os.fspath(folder.resolve().parent) not in text  # nothing of where the server keeps it
+
+
+def test_the_intro_says_what_the_page_does_and_what_the_model_expects(tiny):
+    from moxi_hf.demo.app import intro_markdown
+
+    intro = intro_markdown(load_demo_model())
+    for words in ("MoXI", "*player*", "*coalition*", "arxiv.org", "docs/demo.md", DEFAULT_MODEL_NOTE):
+        assert words in intro
+    assert "Input" not in intro_markdown(tiny)  # nothing is known of what another model expects
 
 
 def test_page_helpers():
@@ -235,21 +270,48 @@ def test_page_helpers():
         parse_label("seven")
 
 
-def test_page_handlers(tiny, vit_dir):
-    gr = pytest.importorskip("gradio")
+def test_page_handlers(tiny, vit_dir, tmp_path):
+    pytest.importorskip("gradio")
     from moxi_hf.demo.app import PageHandlers
 
     handlers = PageHandlers(tiny)
     image = _digit(12)
-    heatmap, needed, curve, _, json_path = handlers.explain(image, "moxi", "deletion", "2", "log-odds", "patch")
+    needed, heatmap, curve, _, json_path = handlers.explain(image, "moxi", "deletion", "2", "log-odds", "patch")
     expected = Explainer.from_pretrained(vit_dir).explain(image, "moxi", "deletion", label=2)
-    assert f'<span id="patches-needed-count">{expected.patches_needed}</span>' in needed
     assert json.loads(Path(json_path).read_text())["order"] == expected.order
     assert isinstance(heatmap, Image.Image) and isinstance(curve, Image.Image)
-    with pytest.raises(gr.Error, match="no image"):
-        handlers.explain(None, "moxi", "insertion", "prediction", "log-odds", "patch")
-    with pytest.raises(gr.Error, match="does not divide"):
-        handlers.compare(image, "insertion", "prediction", "log-odds", "3")
+    assert html.escape(expected.needed_text.removeprefix(f"{expected.patches_needed} ")) in needed
+    # a mistake is our one line in place of the results, with no picture and no file left from before
+    stored = tmp_path / "upload" / "notes.png"
+    stored.parent.mkdir()
+    stored.write_text("not an image")
+    for given, message in ((None, "no image: upload"), ({"path": os.fspath(stored), "orig_name": "notes.png"},
+                                                        "cannot read image &#x27;notes.png&#x27;: not an image")):
+        needed, *pictures = handlers.explain(given, "moxi", "insertion", "prediction", "log-odds", "patch")
+        assert needed == f'<span class="error" role="alert">{message}' + needed.split(message)[1]
+        assert os.fspath(stored.parent) not in needed
+        assert pictures[0] is None and pictures[1] is None and pictures[3] is None
+    status, heatmaps, curves = handlers.compare(image, "insertion", "prediction", "log-odds", "3")
+    assert 'class="error"' in status and "does not divide" in status and heatmaps is None and curves is None
+    status, heatmaps, curves = handlers.compare(image, "insertion", "prediction", "log-odds", "2")
+    assert len(heatmaps) == len(tiny.methods) and isinstance(curves, Image.Image) and "methods on label" in status
+
+
+@pytest.mark.parametrize("curve, predictions, label, predicted, count, sentence", [
+    ("insertion", [0, 0, 3, 3, 3], 3, 3, "2", "of 4 patches needed to predict 3 (moxi, insertion; the model predicts 3)"),
+    ("deletion", [8, 8, 8, 8, 8], 3, 8, None,
+     "3 is not predicted to begin with (the model predicts 8), so no patch needs removing (moxi, deletion)"),
+])
+def test_the_patches_needed_line(curve, predictions, label, predicted, count, sentence):
+    from moxi_hf import Explanation
+    from moxi_hf.demo.app import needed_html
+
+    explanation = Explanation(method="moxi", curve=curve, label=label, order=[0, 1, 2, 3], heatmap=[[2, 1], [0, 0]],
+                              patches_needed=2 if count else 1, grid=(2, 2), curve_predictions=predictions,
+                              predicted=predicted)
+    shown = needed_html(type("Result", (), {"explanation": explanation, "needed_text": explanation.needed_text})())
+    assert ('<span id="patches-needed-count">' in shown) == (count is not None)  # a big number only when it counts
+    assert shown.endswith(f'<span id="patches-needed-text">{sentence}</span>')
 
 
 def test_page_cancel_button_stops_the_sessions_request(tiny):
@@ -284,7 +346,8 @@ def test_build_demo_from_an_explainer(vit_dir):
     demo = __import__("moxi_hf.demo", fromlist=["build_demo"]).build_demo(Explainer.from_pretrained(vit_dir))
     assert isinstance(demo, gr.Blocks)
     ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
-    assert {"image", "method", "run", "cancel", "heatmap", "patches-needed", "curve", "compare-sheet"} <= ids
+    assert {"intro", "image", "method", "run", "cancel", "compare", "heatmap", "patches-needed", "curve",
+            "compare-status", "compare-heatmaps", "compare-curves"} <= ids
 
 
 @pytest.mark.slow
@@ -343,110 +406,3 @@ def test_the_missing_gradio_message_names_the_required_version(monkeypatch):
     with pytest.raises(MoXIError, match="needs Gradio") as caught:
         import_gradio()
     assert f'pip install "{required}"' in str(caught.value)
-
-
-# -- end to end, in a real browser ------------------------------------------------------------------
-
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_server(url: str, server: subprocess.Popen, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"moxi demo exited with {server.returncode}: {server.stdout.read()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"moxi demo did not answer on {url} within {timeout:.0f} s")
-
-
-# Skipped without a browser, except in CI (CI=true), where .ci/run installs one and a skip would hide a failure.
-@pytest.mark.skipif((CHROMIUM is None or not os.path.exists(CHROMEDRIVER)) and os.environ.get("CI") != "true",
-                    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver; "
-                           ".ci/run installs them)")
-@pytest.mark.slow
-def test_page_in_a_browser(tmp_path):
-    pytest.importorskip("gradio")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    samples = default_sample_images()[:2]
-    explainer = Explainer.from_pretrained(default_model_path())
-    expected = [explainer.explain(sample, "moxi", "insertion") for sample in samples]
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-    server = subprocess.Popen([sys.executable, "-m", "moxi_hf", "demo", "--port", str(port)], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    driver = None
-    launched = time.monotonic()
-    try:
-        _wait_for_server(url, server)
-        start_up = time.monotonic() - launched
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1150"):
-            options.add_argument(argument)
-        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-        driver.get(url)
-        wait = WebDriverWait(driver, 120)
-        timings = []
-        for index, want in enumerate(expected):  # first request, then a second one on another digit
-            sample_buttons = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#samples button"))
-            sample_buttons[index].click()
-            wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#image img")))
-            old = [e.get_attribute("src") for e in driver.find_elements(By.CSS_SELECTOR, "#heatmap img")]
-            started = time.monotonic()
-            driver.find_element(By.ID, "run").click()
-            wait.until(lambda d, old=old: [e.get_attribute("src") for e in
-                                           d.find_elements(By.CSS_SELECTOR, "#heatmap img")] not in ([], old))
-            timings.append(time.monotonic() - started)
-            count = wait.until(ec.presence_of_element_located((By.ID, "patches-needed-count")))
-            assert int(count.text) == want.patches_needed
-            text = driver.find_element(By.ID, "patches-needed-text").text
-            assert f"of {want.n_players} patches needed to predict {want.label}" in text
-            wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#interactions img")))  # MoXI's picture
-        wanted = os.environ.get("MOXI_SAVE_SCREENSHOT")
-        shot = ROOT / "docs" / "demo_screenshot.png" if wanted else tmp_path / "demo_screenshot.png"
-        time.sleep(0.5)  # let the progress overlay fade out
-        assert driver.save_screenshot(os.fspath(shot))
-        print(f"\nstart-up {start_up:.1f} s; click to heatmap: first {timings[0]:.2f} s, second {timings[1]:.2f} s; "
-              f"screenshot {shot}")
-        # A long run (full-context Shapley) is stopped by Cancel, with a message instead of a result.
-        choose = driver.find_element(By.CSS_SELECTOR, "#method input")
-        choose.click()
-        choose.send_keys(Keys.CONTROL, "a")
-        choose.send_keys("full-shapley", Keys.ENTER)
-        assert choose.get_attribute("value") == "full-shapley"
-        driver.find_element(By.ID, "run").click()
-        wait.until(lambda d: "full-shapley:" in d.find_element(By.ID, "heatmap").text)  # its coalition progress
-        driver.find_element(By.ID, "cancel").click()
-        wait.until(ec.presence_of_element_located((By.ID, "cancelled")))
-        if os.environ.get("MOXI_DEBUG_SHOTS"):
-            driver.save_screenshot(os.fspath(tmp_path / "cancelled.png"))
-    finally:
-        if driver is not None:
-            driver.quit()
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        server.stdout.close()

@@ -22,11 +22,12 @@ from .schema import (
     row_features,
 )
 
-__all__ = ["CARD_TAGS", "auc_table", "card_text", "iter_curves", "write_card"]
+__all__ = ["CARD_TAGS", "PAPER_URL", "auc_table", "card_text", "iter_curves", "write_card"]
 
 CARD_TAGS = ["explainability", "interpretability", "moxi", "shapley", "image-classification"]
 TEMPLATE_PATH = Path(__file__).with_name("card_template.md")
-_PAPER = "https://arxiv.org/abs/2401.03785"
+#: the MoXI paper (CVPR 2024), linked from dataset cards and the web page
+PAPER_URL = "https://arxiv.org/abs/2401.03785"
 _CITATION = """@inproceedings{kosuke2024identifying,
   author    = {Kosuke Sumiyasu and Kazuhiko Kawamoto and Hiroshi Kera},
   title     = {Identifying Important Group of Pixels using Interactions},
@@ -164,7 +165,7 @@ def card_text(config: dict, curves: dict, num_rows: int, label_names: list[str] 
     source = (f" on `{dataset}`" + (f" ({config['split']} split)" if config.get("split") else "")) if dataset else ""
     card = DatasetCard.from_template(
         data, template_str=TEMPLATE_PATH.read_text(encoding="utf-8"),
-        pretty_name=pretty, model=model or "unknown", source=source, paper_url=_PAPER,
+        pretty_name=pretty, model=model or "unknown", source=source, paper_url=PAPER_URL,
         settings=settings,
         interrupted=interrupted,
         versions=", ".join(f"{name} {version}" for name, version in versions.items()) if isinstance(versions, dict)

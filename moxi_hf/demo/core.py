@@ -21,22 +21,26 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..defaults import default_model_path, sample_images
+from ..artifacts import public_name
+from ..defaults import DEFAULT_MODEL_NAME, default_model_path, sample_images
 from ..errors import MoXIError
 from ..explainer import Explainer
 from ..explanation import Explanation
-from ..images import load_image
+from ..images import decode_image, load_image
 from ..options import CURVES, check_curve
 from ..value import check_label, check_reward
 from . import figures
 
 __all__ = [
+    "DEFAULT_MODEL_NOTE",
     "MAX_IMAGE_PIXELS",
     "MAX_IMAGE_SIDE",
     "Cancelled",
+    "CompareResult",
     "DemoModel",
     "DemoResult",
     "RequestWatch",
+    "Upload",
     "check_image",
     "grid_choices",
     "label_choices",
@@ -48,6 +52,9 @@ MAX_IMAGE_PIXELS = 16_000_000
 MAX_IMAGE_SIDE = 8192
 #: how a progress callback is called: (fraction 0..1 or None when unknown, what is happening)
 ProgressFn = Callable[[float | None, str], None]
+#: what the embedded default model expects of an image (its model card's note on inputs)
+DEFAULT_MODEL_NOTE = ("a light digit on a dark background, like MNIST (a dark digit on white is misread: "
+                      "each sample digit, inverted, is predicted 8)")
 
 
 class Cancelled(MoXIError):
@@ -99,17 +106,37 @@ class DemoResult:
     """What the page shows after one explanation."""
 
     explanation: Explanation
-    heatmap: Image.Image  # the heatmap over the model's view of the image
+    heatmap: Image.Image  # the heatmap over the model's view of the image, with its rank legend
     curve: Image.Image  # p(label) along the explanation's curve
     interactions: Image.Image | None  # MoXI's interaction picture (None for other methods)
     needed_text: str  # "5 of 49 patches needed to predict 7"
     json_path: str  # explanation.json written for download (with gains and interactions when computed)
 
 
+@dataclass
+class CompareResult:
+    """What the page shows after comparing methods on one image."""
+
+    heatmaps: list[tuple[Image.Image, str]]  # per method: its heatmap with the rank legend, and a caption
+    curves: Image.Image  # the insertion and deletion curves of every method
+    record: dict  # the comparison as JSON (``compare.json`` of ``moxi compare``)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file the page received: where the server stored it and the name it had for the user."""
+
+    path: str
+    name: str
+
+
 def check_image(image) -> Image.Image:
-    """An RGB PIL image from what the page sent (PIL, array or path), or a :class:`MoXIError` saying why not."""
+    """An RGB PIL image from what the page sent (an :class:`Upload`, PIL, array or path), or a
+    :class:`MoXIError` saying why not (an upload is named as the user named it)."""
     if image is None:
         raise MoXIError("no image: upload, paste or take one, or click a sample")
+    if isinstance(image, Upload):
+        image = decode_image(Path(image.path), image.name)
     if isinstance(image, Image.Image):
         width, height = image.size
         if width * height > MAX_IMAGE_PIXELS or max(width, height) > MAX_IMAGE_SIDE:
@@ -132,10 +159,13 @@ def label_choices(explainer: Explainer) -> list[tuple[str, int]]:
 class DemoModel:
     """One loaded model for the page: its explainer(s), the methods that apply and its samples."""
 
-    def __init__(self, explainer: Explainer, samples: list[Path] | None = None, title: str | None = None):
+    def __init__(self, explainer: Explainer, samples: list[Path] | None = None, title: str | None = None,
+                 input_note: str | None = None):
         self.explainer = explainer
         self.samples = list(samples or [])
-        self.title = title or explainer.name
+        self.title = title or public_name(explainer.name)
+        #: what the model expects of an image, shown on the page (None: nothing known)
+        self.input_note = input_note
         self._guard = threading.Lock()  # the caches below, never a request's whole run
         self._explainers: dict[tuple[str, int | None], Explainer] = {(explainer.reward, None): explainer}
         #: the methods that apply to this model (all game-theoretic ones; CAMs/rollout where the model has them)
@@ -181,6 +211,7 @@ class DemoModel:
         explanation = explainer.explain_methods([picture], [method], [curve], None if label is None else [label],
                                                 interactions=interactions, on_chunk=watch)[(method, curve)][0]
         watch.progress(0.99, "drawing")
+        explanation.model = public_name(explanation.model)  # as the CLI writes it: never the server's path
         folder = Path(tempfile.mkdtemp(dir=self.output_dir))
         json_path = folder / "explanation.json"
         explanation.to_json(json_path)
@@ -195,8 +226,8 @@ class DemoModel:
 
     def compare(self, image, curve: str = "insertion", label: int | None = None, reward: str | None = None,
                 players_grid: int | None = None, methods: list[str] | None = None, *,
-                progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> tuple[Image.Image, dict]:
-        """Every method that applies on one image: the compare sheet (as an image) and its JSON-able record."""
+                progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> CompareResult:
+        """Every method that applies on one image: each method's heatmap, all curves, and the JSON record."""
         picture = check_image(image)
         methods = list(methods or self.methods)
         for method in methods:
@@ -205,7 +236,8 @@ class DemoModel:
         watch = RequestWatch(f"comparing {len(methods)} methods", progress, cancel,
                              _expected(explainer, methods, list(CURVES), False))
         watch.check()
-        return figures.compare_sheet(explainer, picture, methods, curve, label, on_chunk=watch)
+        heatmaps, curves, record = figures.compare_figures(explainer, picture, methods, curve, label, on_chunk=watch)
+        return CompareResult(heatmaps, curves, record)
 
 
 def _expected(explainer: Explainer, methods: list[str], curves: list[str], interactions: bool) -> tuple[int, int] | None:
@@ -227,6 +259,16 @@ def load_demo_model(model: str | None = None, dtype: str | None = None, device: 
 def _load_demo_model(model: str | None, dtype: str | None, device: str | None, trust_remote_code: bool) -> DemoModel:
     path = os.fspath(default_model_path()) if model is None else model
     explainer = Explainer.from_pretrained(path, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
-    samples = sample_images(path) if Path(path).is_dir() else []
-    title = "the embedded default model (tiny ViT on MNIST digits)" if model is None else model
-    return DemoModel(explainer, samples, title)
+    local = Path(path).is_dir()
+    samples = sample_images(path) if local else []
+    default = model is None or (local and _is_default_model(Path(path)))
+    title = f"{DEFAULT_MODEL_NAME} (the embedded default: a tiny ViT for MNIST digits)" if model is None \
+        else public_name(model)
+    return DemoModel(explainer, samples, title, DEFAULT_MODEL_NOTE if default else None)
+
+
+def _is_default_model(folder: Path) -> bool:
+    try:
+        return folder.resolve() == default_model_path().resolve()
+    except MoXIError:  # no default model here: the folder is another one
+        return False

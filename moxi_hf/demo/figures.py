@@ -11,11 +11,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from ..artifacts import public_name
 from ..explainer import Explainer
 from ..explanation import Explanation
-from ..plotting import plot_comparison, plot_explanation_curve
+from ..plotting import plot_comparison_curves, plot_explanation_curve
 
-__all__ = ["compare_sheet", "curve_figure", "heatmap_figure", "interactions_figure", "to_image"]
+__all__ = ["compare_figures", "curve_figure", "heatmap_figure", "interactions_figure", "to_image"]
 
 
 def to_image(figure: Figure, dpi: int = 120) -> Image.Image:
@@ -43,11 +44,21 @@ def interactions_figure(explanation: Explanation) -> Image.Image | None:
     return to_image(explanation.plot_interactions())
 
 
-def compare_sheet(explainer: Explainer, image: Image.Image, methods: list[str], curve: str,
-                  label: int | None, on_chunk=None) -> tuple[Image.Image, dict]:
-    """The compare sheet of ``methods`` on one image and its JSON-able record (``on_chunk``: progress/cancel)."""
+def compare_figures(explainer: Explainer, image: Image.Image, methods: list[str], curve: str,
+                    label: int | None, on_chunk=None) -> tuple[list[tuple[Image.Image, str]], Image.Image, dict]:
+    """``methods`` compared on one image (``on_chunk``: progress/cancel), drawn for a page.
+
+    Returns each method's heatmap (its ``curve`` order, with the rank legend) and caption (the method and
+    the AUC of that curve), one picture of every method's insertion and deletion curves, and the
+    comparison's JSON-able record.
+    """
     from ..compare import compare_methods, comparison_to_dict
 
     result = compare_methods(explainer, [image], methods, curve, None if label is None else [int(label)],
                              interactions=False, on_chunk=on_chunk)[0]
-    return to_image(plot_comparison(result)), comparison_to_dict(result)
+    heatmaps = []
+    for name, record in result["methods"].items():
+        explanation = record["heatmap"]
+        explanation.model = public_name(explanation.model)  # as `moxi compare` records it
+        heatmaps.append((heatmap_figure(explanation), f"{name} · AUC {record[curve]['auc']:.2f}"))
+    return heatmaps, to_image(plot_comparison_curves(result)), comparison_to_dict(result)
