@@ -14,6 +14,8 @@ from .labels import label_text
 __all__ = ["Explanation", "ExplanationSet"]
 
 _NOT_SERIALISED = frozenset({"pil_image", "display_image"})
+#: written only for zero-shot explanations (a classifier's JSON has no such keys)
+_ZERO_SHOT_ONLY = frozenset({"candidate_labels", "hypothesis_template"})
 
 
 @dataclass
@@ -53,6 +55,9 @@ class Explanation:
     gains: dict | None = None
     #: ``{players: [K ids], matrix: K×K}``: I(i, j) among the first K players of ``order`` (kind: ``curve``).
     interactions: dict | None = None
+    #: a zero-shot model's candidate labels (``label`` indexes them) and prompt template(s); None for a classifier.
+    candidate_labels: list[str] | None = None
+    hypothesis_template: str | list[str] | None = None
     #: the RGB image that was explained (not serialised).
     pil_image: object | None = field(default=None, repr=False, compare=False)
     #: the picture the model saw (resized and cropped by its processor; not serialised), drawn by :meth:`plot`.
@@ -115,7 +120,8 @@ class Explanation:
         return np.asarray(self.heatmap, dtype=np.float32)
 
     def to_dict(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_SERIALISED}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_SERIALISED
+                and not (f.name in _ZERO_SHOT_ONLY and getattr(self, f.name) is None)}
         data["grid"] = list(self.grid)
         data["patch_grid"] = list(self.patch_grid) if self.patch_grid else None
         return json.loads(json.dumps(data))  # plain JSON types only
