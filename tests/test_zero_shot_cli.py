@@ -175,3 +175,15 @@ def test_evaluate_falls_back_to_the_dataset_names_and_given_labels_win(tmp_path,
     names = ["zero", "one"]
     assert {row["image"].split("/")[0] for row in rows} <= set(names)
     assert all(names[row["label"]] == row["image"].split("/")[0] for row in rows)  # matched by name
+
+
+def test_the_readme_zero_shot_command_prints_what_the_readme_says(tmp_path, monkeypatch, capsys):
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Zero-shot"):]
+    command = re.search(r"```bash\n\.venv/bin/moxi (.+)\n```", section).group(1).split()
+    printed = re.search(r"```text\n(.+)\n```", section).group(1)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").symlink_to(REPO / "models")  # the README runs from the repository root
+    assert main([argument.strip('"') for argument in command]) == 0
+    assert printed in capsys.readouterr().out
+    assert (tmp_path / "moxi-zero-shot" / "digit_3_1502" / "heatmap.png").is_file()
