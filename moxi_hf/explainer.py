@@ -366,7 +366,8 @@ class Explainer(ZeroShotLabels):
         built = self._methods(methods, options, progress)
         self.labelled()  # a zero-shot model without candidate labels is refused before any work
         if isinstance(images, torch.Tensor):
-            pixel_values = check_pixel_values(images, getattr(self.model.config, "num_channels", None))
+            vision = getattr(self.model.config, "vision_config", self.model.config)  # CLIP, SigLIP: the vision tower's
+            pixel_values = check_pixel_values(images, getattr(vision, "num_channels", None))
             pil_images, names, views = [None] * images.shape[0], [None] * images.shape[0], None
         else:
             images = list(images)

@@ -328,3 +328,11 @@ def test_a_classifier_folder_has_no_zero_shot_columns(vit_dir, image, tmp_path):
     assert "candidate_labels" not in load_artifacts(tmp_path).rows.column_names
     assert "candidate_labels" not in json.loads((tmp_path / "config.json").read_text())
 
+
+
+def test_processed_pixel_values_are_checked_against_the_vision_tower(zero_shot_dir):
+    family, path = zero_shot_dir
+    explainer = Explainer.from_pretrained(path, candidate_labels=LABELS)
+    assert sorted(explainer.explain(torch.randn(3, 16, 16), "self-shapley").order) == list(range(16))
+    with pytest.raises(MoXIError, match="channel"):
+        explainer.explain(torch.randn(1, 16, 16), "self-shapley")
