@@ -78,7 +78,7 @@ def test_clip_and_siglip_are_zero_shot_with_token_removal(zero_shot_dir):
 
 
 @pytest.mark.parametrize("stock,family", [(CLIPForImageClassification, "clip"), (SiglipForImageClassification, "siglip")])
-def test_trained_classification_heads_are_classifiers_with_token_removal(stock, family, tmp_path, image):
+def test_trained_classification_heads_are_classifiers_with_token_removal(stock, family, tmp_path, image, capfd):
     torch.manual_seed(0)
     path = save_checkpoint(stock(tiny_image_text_config(family, num_labels=3)).eval(), tmp_path)
     explainer = Explainer.from_pretrained(path)
@@ -86,6 +86,9 @@ def test_trained_classification_heads_are_classifiers_with_token_removal(stock, 
     assert type(explainer.adapter) is TokenRemoval and explainer.adapter.masking == "token"
     explanation = explainer.explain(image, "self-shapley")
     assert sorted(explanation.order) == list(range(16)) and "candidate_labels" not in explanation.to_dict()
+    capfd.readouterr()
+    explainer.explain(image, "attention-rollout")  # no text tower to switch to eager attention: nothing said
+    assert "sub-config" not in capfd.readouterr().err
     with pytest.raises(MoXIError, match="is a classifier with its own 3 classes"):
         Explainer.from_pretrained(path, candidate_labels=["a cat", "a dog"])
     with pytest.raises(MoXIError, match="is a classifier with its own 3 classes"):

@@ -8,6 +8,7 @@ import torch
 
 from ..cost import Cost
 from ..errors import MoXIError
+from ..loading import quiet_transformers
 from ..modeling import TokenRemovalImageText
 from ..options import check_curve
 from ..removal import TokenRemoval
@@ -36,7 +37,8 @@ def eager_view(model: torch.nn.Module) -> torch.nn.Module:
     """
     memo = {id(tensor): tensor for tensor in (*model.parameters(), *model.buffers())}
     view = copy.deepcopy(model, memo)
-    view.set_attn_implementation("eager")
+    with quiet_transformers():  # a classifier built from a CLIP/SigLIP config has no text tower to switch, and says so
+        view.set_attn_implementation("eager")
     return view
 
 
