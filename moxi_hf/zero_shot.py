@@ -294,8 +294,9 @@ class ZeroShotLabels:
             refuse_classifier_labels(self.name, self.num_labels)
         labels = self.adapter.labels if candidate_labels is None else candidate_labels
         template = self.adapter.text.templates if hypothesis_template is None else hypothesis_template
+        text = self._candidate_texts().get(labels, template)  # before the copy: the copy shares the cache
         other = copy.copy(self)
-        other.adapter = self.adapter.with_text(self._candidate_texts().get(labels, template))
+        other.adapter = self.adapter.with_text(text)
         check_candidate_reward(other.adapter.link, other.num_labels, self.reward)
         return other
 

@@ -339,3 +339,18 @@ def test_processed_pixel_values_are_checked_against_the_vision_tower(zero_shot_d
     assert sorted(explainer.explain(torch.randn(3, 16, 16), "self-shapley").order) == list(range(16))
     with pytest.raises(MoXIError, match="channel"):
         explainer.explain(torch.randn(1, 16, 16), "self-shapley")
+
+
+def test_explainers_derived_for_a_call_share_the_text_cache(zero_shot_dir, image):
+    family, path = zero_shot_dir
+    explainer = Explainer.from_pretrained(path, candidate_labels=LABELS)
+    calls = []
+    hook = explainer.model.text_model.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        derived = explainer.with_candidate_labels(["a cat", "a dog"])
+        derived.with_candidate_labels(LABELS[::-1])
+        explainer.with_candidate_labels(LABELS[::-1])
+        derived.explain(image, "self-shapley", candidate_labels=["a cat", "a dog"])
+    finally:
+        hook.remove()
+    assert len(calls) == 2  # two label sets, each read once whichever explainer asked
