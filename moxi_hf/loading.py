@@ -19,6 +19,7 @@ from transformers.utils import logging as hf_logging
 from .errors import MoXIError
 from .kinds import (
     ZERO_SHOT,
+    ZERO_SHOT_CLASSES,
     check_loaded_weights,
     checkpoint_kind,
     is_image_text_type,
@@ -187,8 +188,6 @@ def build_adapter(
 
 def is_zero_shot_model(model: torch.nn.Module) -> bool:
     """A CLIP or SigLIP image-text model (stock ``CLIPModel``/``SiglipModel`` or its MoXI subclass)."""
-    from .kinds import ZERO_SHOT_CLASSES
-
     return isinstance(model, TokenRemovalImageText) or any(
         base.__name__ in ZERO_SHOT_CLASSES and base.__module__.startswith("transformers.")
         for base in type(model).__mro__)
