@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from moxi_hf.errors import MoXIError
-from moxi_hf.modeling import TokenRemovalClassifier
+from moxi_hf.modeling import TokenRemovalClassifier, TokenRemovalImageText
 from moxi_hf.value import check_reward, reward_from_logits
 
 __all__ = ["NaiveResult", "NaiveMoXI", "brute_force_greedy"]
@@ -48,17 +48,24 @@ class NaiveMoXI:
     """The original pattern for MoXI (greedy) and self-context Shapley on a token-removal model.
 
     Args:
-        model: a MoXI ViT-family classifier (token removal). A private copy with eager attention
-            is made; the model passed in is not changed.
+        model: a MoXI ViT-family classifier (token removal), or a MoXI CLIP/SigLIP model with
+            ``text_features``. A private copy with eager attention is made; the model passed in is not changed.
+        text_features: (K, projection) unit text features of the candidate labels of an image-text model
+            (computed once by the caller); its logits are then the candidate logits
+            ``logit_scale.exp() · cos(image, text) (+ logit_bias)``.
         reward: ``"log-odds"`` (default), ``"log-prob"`` or ``"logit"``.
         batch_size: rows per forward pass (default: all N candidates of a step at once).
         progress: show a progress bar over images × steps.
     """
 
     def __init__(self, model: torch.nn.Module, reward: str = "log-odds", batch_size: int | None = None,
-                 progress: bool = False):
-        if not isinstance(model, TokenRemovalClassifier):
-            raise MoXIError(f"the naive baseline needs a MoXI ViT-family classifier, got {type(model).__name__}")
+                 progress: bool = False, text_features: torch.Tensor | None = None):
+        image_text = isinstance(model, TokenRemovalImageText)
+        if not (isinstance(model, TokenRemovalClassifier) or image_text and text_features is not None):
+            raise MoXIError(f"the naive baseline needs a MoXI ViT-family classifier (or an image-text model and "
+                            f"its text features), got {type(model).__name__}")
+        self.text_features = text_features
+        self.link = model.link if image_text else "softmax"
         self.reward = check_reward(reward)
         self.model = copy.deepcopy(model).eval()
         self.model.set_attn_implementation("eager")
@@ -82,9 +89,15 @@ class NaiveMoXI:
                 index = torch.tensor(list(range(special)) + [special + i for i in rows[row]], dtype=torch.long)
                 sequences.append(full[row, index])
                 indices.append(index)
-            return self.model.classify_embeddings(
-                torch.stack(sequences), token_index=torch.stack(indices), resolution=tuple(pixel_values.shape[-2:])
-            ).float()
+            embedded, token_index = torch.stack(sequences), torch.stack(indices)
+            resolution = tuple(pixel_values.shape[-2:])
+            if self.text_features is None:
+                return self.model.classify_embeddings(embedded, token_index=token_index, resolution=resolution).float()
+            image = self.model.image_features_from_embeddings(embedded, token_index=token_index, resolution=resolution)
+            image = image.float() / image.float().norm(dim=-1, keepdim=True)
+            logits = image @ self.text_features.T * self.model.logit_scale.float().exp()
+            bias = getattr(self.model, "logit_bias", None)
+            return logits if bias is None else logits + bias.float()
 
     def _values(self, pixel_values: torch.Tensor, label: int, rows: list[list[int]], seen: Counter) -> torch.Tensor:
         """v for each row (C,); rows of different lengths go through separate forward passes."""
@@ -98,7 +111,7 @@ class NaiveMoXI:
                 part = members[start : start + size]
                 logits = self._forward(pixel_values, [rows[i] for i in part])
                 labels = torch.full((len(part),), label, dtype=torch.long)
-                values[part] = reward_from_logits(logits, labels, self.reward)
+                values[part] = reward_from_logits(logits, labels, self.reward, self.link)
                 seen[length + self.num_special_tokens] += len(part)
         return values
 
@@ -112,7 +125,7 @@ class NaiveMoXI:
         labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1).tolist()
         if len(labels) != pixel_values.shape[0]:
             raise MoXIError(f"got {len(labels)} labels for {pixel_values.shape[0]} images")
-        patch = self.model.config.patch_size
+        patch = self.model.backbone.config.patch_size
         patch_h, patch_w = (patch, patch) if isinstance(patch, int) else tuple(patch)
         n = (pixel_values.shape[-2] // patch_h) * (pixel_values.shape[-1] // patch_w)
         orders = torch.empty(len(labels), n, dtype=torch.long)

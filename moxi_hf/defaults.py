@@ -1,9 +1,10 @@
-"""Where the embedded default model (a tiny ViT trained on MNIST digits) and its sample images live.
+"""Where the embedded models (a tiny ViT and a tiny CLIP trained on MNIST digits) and their sample images live.
 
-The model's one copy is ``models/moxi-vit-mnist/`` in the repository. A wheel (``pip install .``,
-a package index) carries it inside the package as ``moxi_hf/models/moxi-vit-mnist/``; a source
-checkout or an editable install reads it from ``models/``. ``MOXI_DEFAULT_MODEL`` (a model folder)
-overrides both.
+Each model's one copy is ``models/<name>/`` in the repository. A wheel (``pip install .``, a package
+index) carries them inside the package as ``moxi_hf/models/<name>/``; a source checkout or an
+editable install reads them from ``models/``. The default model is ``moxi-vit-mnist``;
+``MOXI_DEFAULT_MODEL`` (a model folder) overrides it. A shipped model can be named by its name alone
+(``--model moxi-clip-mnist``) from any directory.
 """
 
 from __future__ import annotations
@@ -13,18 +14,35 @@ from pathlib import Path
 
 from .errors import MoXIError
 
-__all__ = ["DEFAULT_MODEL_NAME", "DEFAULT_MODEL_ENV", "default_model_path", "default_sample_images", "sample_images"]
+__all__ = ["DEFAULT_MODEL_NAME", "DEFAULT_MODEL_ENV", "SHIPPED_MODELS", "default_model_path", "default_sample_images",
+           "model_folder", "sample_images", "shipped_model_path"]
 
 DEFAULT_MODEL_NAME = "moxi-vit-mnist"
+#: the models shipped with the package: the default classifier and a zero-shot CLIP
+SHIPPED_MODELS = (DEFAULT_MODEL_NAME, "moxi-clip-mnist")
 #: environment variable that overrides the default model folder
 DEFAULT_MODEL_ENV = "MOXI_DEFAULT_MODEL"
 
 
-def _shipped_model_path() -> Path:
+def _shipped_model_path(name: str = DEFAULT_MODEL_NAME) -> Path:
     """Inside the installed package (a wheel), else ``models/`` of the source checkout."""
     package = Path(__file__).resolve().parent
-    installed = package / "models" / DEFAULT_MODEL_NAME
-    return installed if installed.is_dir() else package.parent / "models" / DEFAULT_MODEL_NAME
+    installed = package / "models" / name
+    return installed if installed.is_dir() else package.parent / "models" / name
+
+
+def shipped_model_path(name: str) -> Path | None:
+    """The folder of the model shipped with the package under ``name`` (:data:`SHIPPED_MODELS`), or None."""
+    if name not in SHIPPED_MODELS:
+        return None
+    path = _shipped_model_path(name)
+    return path if (path / "config.json").is_file() else None
+
+
+def model_folder(name: str | os.PathLike) -> Path | None:
+    """The local folder a ``--model`` value names: an existing folder, else a shipped model's; None for a Hub id."""
+    path = Path(name).expanduser()
+    return path if path.is_dir() else shipped_model_path(os.fspath(name))
 
 
 def default_model_path() -> Path:

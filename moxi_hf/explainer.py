@@ -9,33 +9,40 @@ import torch
 
 from .cost import Cost, curve_cost
 from .errors import MoXIError
-from .explanation import Explanation, ExplanationSet
+from .explanation import Explanation, ExplanationSet, explanations_of
 from .images import ImageInput, check_pixel_values, image_name, model_view, preprocess
 from .interactions import attach_interactions, interactions_cost
 from .labels import label_text
 from .loading import (
     ExplainableModel,
     build_adapter,
+    build_zero_shot_adapter,
+    is_zero_shot_model,
     load_explainable_model,
     resolve_device,
     resolve_dtype,
 )
 from .methods import METHODS, Attribution, Method, MoXI, get_method
-from .metrics.curves import heatmap_from_order, measure_curves, patches_needed
+from .metrics.curves import measure_final_orders
 from .options import DEFAULT_INTERACTION_TOP, DEFAULT_REWARD, METHOD_NAMES, check_curve
 from .players import Players
 from .removal import RemovalAdapter
 from .value import DEFAULT_MAX_TOKENS, ChunkCallback, ValueFunction, check_label, check_reward
+from .zero_shot import ZeroShotLabels, check_candidate_reward
 
 __all__ = ["Explainer"]
 
 
-class Explainer:
-    """Explains image classifiers with MoXI and the baselines.
+class Explainer(ZeroShotLabels):
+    """Explains image classifiers and CLIP/SigLIP zero-shot models with MoXI and the baselines.
 
-    Build it with :meth:`from_pretrained` (any HF image classifier, local folder or Hub id) or
-    from a loaded model. ``players_grid`` groups patches into coarser players (it must divide the
-    patch grid). ``max_batch_size``/``max_tokens`` bound the work of one forward pass.
+    Build it with :meth:`from_pretrained` (any HF image classifier or CLIP/SigLIP model, local folder
+    or Hub id) or from a loaded model (a zero-shot one with its ``tokenizer``; a stock model's
+    weights are shared, not copied). ``players_grid`` groups patches into coarser players (it must
+    divide the patch grid). ``max_batch_size``/``max_tokens`` bound the work of one forward pass.
+    A zero-shot model's classes are ``candidate_labels`` (texts) put into ``hypothesis_template``
+    (a text with ``{}``, or a list of them whose text features are averaged); the same arguments on
+    :meth:`explain_methods` (and ``explain``, ``explain_batch``) win for that call.
 
     :meth:`explain_methods` is the one entry point that explains (several methods × curves on a
     batch of images); :meth:`explain` and :meth:`explain_batch` call it.
@@ -61,8 +68,15 @@ class Explainer:
         name: str | None = None,
         pixel_grid: int | tuple[int, int] | None = None,
         baseline: str = "zero",
+        tokenizer=None,
+        candidate_labels: Sequence[str] | None = None,
+        hypothesis_template: str | Sequence[str] | None = None,
     ):
-        if adapter is None:
+        labelled = candidate_labels is not None or hypothesis_template is not None
+        if adapter is None and is_zero_shot_model(model):
+            adapter = build_zero_shot_adapter(model, tokenizer, candidate_labels, hypothesis_template, masking)
+            labelled = False
+        elif adapter is None:
             adapter = build_adapter(model, masking, pixel_grid, baseline, players_grid=players_grid)
         self.model = adapter.model
         self.model.eval()
@@ -73,6 +87,11 @@ class Explainer:
         self.max_batch_size = max_batch_size
         self.max_tokens = max_tokens
         self.name = name or getattr(getattr(self.model, "config", None), "_name_or_path", None) or type(self.model).__name__
+        self.tokenizer = tokenizer
+        if labelled:
+            self.adapter = self.with_candidate_labels(candidate_labels, hypothesis_template).adapter
+        if self.zero_shot:
+            check_candidate_reward(adapter.link, len(self.adapter.labels) or 2, self.reward)
 
     @classmethod
     def from_pretrained(
@@ -89,9 +108,13 @@ class Explainer:
         baseline: str = "zero",
         pixel_grid: int | tuple[int, int] | None = None,
         trust_remote_code: bool = False,
+        candidate_labels: Sequence[str] | None = None,
+        hypothesis_template: str | Sequence[str] | None = None,
         **from_pretrained_kwargs,
     ) -> Explainer:
-        """Load any HF image classifier (ViT-family models get token removal, others pixel masking).
+        """Load any HF image classifier (ViT-family models get token removal, others pixel masking) or a
+        CLIP/SigLIP zero-shot model (token removal; its classes are ``candidate_labels`` in
+        ``hypothesis_template``, default: those its config records, else the pipeline's prompt).
 
         ``trust_remote_code=True`` lets a model that ships its own Python code run it; without it such
         a model is refused with a one-line :class:`MoXIError` (no question on stdin).
@@ -100,10 +123,10 @@ class Explainer:
         loaded: ExplainableModel = load_explainable_model(
             path_or_id, masking=masking, dtype=resolve_dtype(dtype), device=resolve_device(device),
             grid=pixel_grid, baseline=baseline, players_grid=players_grid, trust_remote_code=trust_remote_code,
-            **from_pretrained_kwargs,
+            candidate_labels=candidate_labels, hypothesis_template=hypothesis_template, **from_pretrained_kwargs,
         )
         return cls(loaded.model, loaded.processor, loaded.adapter, reward=reward, players_grid=players_grid,
-                   max_batch_size=max_batch_size, max_tokens=max_tokens, name=loaded.name)
+                   max_batch_size=max_batch_size, max_tokens=max_tokens, name=loaded.name, tokenizer=loaded.tokenizer)
 
     @classmethod
     def from_pipeline(cls, pipe, **explainer_options) -> Explainer:
@@ -121,7 +144,10 @@ class Explainer:
         return self.adapter.num_labels
 
     def label_name(self, label: int) -> str | None:
-        """The name of class ``label`` (the model's ``id2label``), or None: every label text is built from it."""
+        """The name of class ``label`` (the model's ``id2label``; a zero-shot model's candidate label), or None:
+        every label text is built from it."""
+        if self.zero_shot:
+            return self.adapter.labels[label] if 0 <= label < self.num_labels else None
         id2label = getattr(self.model.config, "id2label", None) or {}
         name = id2label.get(label, id2label.get(str(label)))
         return None if name is None else str(name)
@@ -139,13 +165,13 @@ class Explainer:
         return preprocess(self.processor, list(images))
 
     def predict(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Predicted class (B,) on the whole images."""
-        return self.adapter.full_logits(pixel_values).argmax(dim=1).cpu()
+        """Predicted class (B,) on the whole images (a zero-shot model: the top candidate)."""
+        return self.labelled().adapter.full_logits(pixel_values).argmax(dim=1).cpu()
 
     def value_function(self, pixel_values: torch.Tensor, labels: Sequence[int] | torch.Tensor,
                        on_chunk: ChunkCallback | None = None) -> ValueFunction:
         """The game v(S) of these images and labels (see :class:`moxi_hf.value.ValueFunction`)."""
-        return ValueFunction(self.adapter, pixel_values, labels, self.players, self.reward,
+        return ValueFunction(self.labelled().adapter, pixel_values, labels, self.players, self.reward,
                              self.max_batch_size, self.max_tokens, on_chunk=on_chunk)
 
     def game(self, image: ImageInput | torch.Tensor, label: int | None = None):
@@ -155,13 +181,16 @@ class Explainer:
 
         return image_game(self, image, label)
 
-    def resolve_labels(self, labels: Sequence[int | None] | None, predicted: torch.Tensor) -> list[int]:
-        """The class to explain per image: the given label (checked against the model's classes) or, for
-        None (or no ``labels``), the prediction ``predicted`` (B,)."""
+    def resolve_labels(self, labels: Sequence[int | str | None] | None, predicted: torch.Tensor) -> list[int]:
+        """The class to explain per image: the given label (checked against the model's classes; a zero-shot
+        model's candidate by text or index) or, for None (or no ``labels``), the prediction ``predicted`` (B,)."""
         if labels is None:
             labels = [None] * len(predicted)
         if len(labels) != len(predicted):
             raise MoXIError(f"got {len(labels)} labels for {len(predicted)} images")
+        if self.zero_shot:
+            return [int(guess) if label is None else self.adapter.text.index(label)
+                    for label, guess in zip(labels, predicted.tolist())]
         return [int(guess) if label is None else check_label(label, self.num_labels)
                 for label, guess in zip(labels, predicted.tolist())]
 
@@ -246,31 +275,38 @@ class Explainer:
         image: ImageInput | torch.Tensor,
         method: str | Method = "moxi",
         curve: str = "insertion",
-        label: int | None = None,
+        label: int | str | None = None,
         interactions: bool = False,
         interaction_top: int = DEFAULT_INTERACTION_TOP,
+        candidate_labels: Sequence[str] | None = None,
+        hypothesis_template: str | Sequence[str] | None = None,
         **method_options,
     ) -> Explanation:
         """Explain one image (path, PIL image, array, or processed pixel_values (C, H, W)).
 
+        ``label``: the class (a zero-shot model's candidate by text or index; default: the prediction).
         ``interactions=True`` also fills ``explanation.interactions`` (the first ``interaction_top``
         players of the order) and, for MoXI, ``explanation.gains`` (see :mod:`moxi_hf.interactions`).
+        ``candidate_labels``/``hypothesis_template``: a zero-shot model's classes for this call.
         """
         if isinstance(image, torch.Tensor) and image.ndim == 3:
             image = image.unsqueeze(0)
         return self.explain_batch([image] if not isinstance(image, torch.Tensor) else image, method, curve,
                                   None if label is None else [label], interactions=interactions,
-                                  interaction_top=interaction_top, **method_options)[0]
+                                  interaction_top=interaction_top, candidate_labels=candidate_labels,
+                                  hypothesis_template=hypothesis_template, **method_options)[0]
 
     def explain_batch(
         self,
         images: Sequence[ImageInput] | torch.Tensor,
         method: str | Method = "moxi",
         curve: str = "insertion",
-        labels: Sequence[int | None] | None = None,
+        labels: Sequence[int | str | None] | None = None,
         progress: bool = False,
         interactions: bool = False,
         interaction_top: int = DEFAULT_INTERACTION_TOP,
+        candidate_labels: Sequence[str] | None = None,
+        hypothesis_template: str | Sequence[str] | None = None,
         **method_options,
     ) -> list[Explanation]:
         """Explain several images together (their coalitions share forward passes) with one method and curve.
@@ -285,20 +321,24 @@ class Explainer:
         else:
             name, options = method, {method: method_options}
         return self.explain_methods(images, [method], [curve], labels, options=options, interactions=interactions,
-                                    interaction_top=interaction_top, progress=progress)[(name, curve)]
+                                    interaction_top=interaction_top, progress=progress,
+                                    candidate_labels=candidate_labels,
+                                    hypothesis_template=hypothesis_template)[(name, curve)]
 
     def explain_methods(
         self,
         images: Sequence[ImageInput] | torch.Tensor,
         methods: Sequence[str | Method] = ("moxi",),
         curves: Sequence[str] = ("insertion",),
-        labels: Sequence[int | None] | None = None,
+        labels: Sequence[int | str | None] | None = None,
         *,
         options: Mapping[str, Mapping] | None = None,
         interactions: bool | Collection[str] = False,
         interaction_top: int = DEFAULT_INTERACTION_TOP,
         on_chunk: ChunkCallback | None = None,
         progress: bool = False,
+        candidate_labels: Sequence[str] | None = None,
+        hypothesis_template: str | Sequence[str] | None = None,
     ) -> ExplanationSet:
         """Explain a batch of images with several methods on several curves: the one entry point.
 
@@ -307,7 +347,8 @@ class Explainer:
             methods: method names (or :class:`~moxi_hf.Method` instances); each must apply to the model
                 (:meth:`unsupported_reason`), else a MoXIError before any work.
             curves: ``insertion`` and/or ``deletion``.
-            labels: target class per image; None (or a None entry) = the model's prediction.
+            labels: target class per image (a zero-shot model's candidate by text or index); None (or a
+                None entry) = the model's prediction.
             options: method name -> its keyword options.
             interactions: also fill ``interactions`` (the first ``interaction_top`` players of each order)
                 and, for MoXI, ``gains`` (from the greedy's own values): True for every method, or a
@@ -315,6 +356,8 @@ class Explainer:
             on_chunk: called before each forward chunk with (coalitions, token-forwards); raise to cancel
                 (the exception leaves this call unchanged). :meth:`cost` gives the totals in advance.
             progress: show MoXI's progress bar over greedy steps.
+            candidate_labels, hypothesis_template: a zero-shot model's classes for this call (those not
+                given are the explainer's); their text features are computed once per label set.
 
         A method whose order does not depend on the curve (``depends_on_curve`` False) runs once; its
         order is measured on every curve. Every curve is measured on the final orders (k = 0..P), all
@@ -324,10 +367,16 @@ class Explainer:
         Returns:
             an :class:`~moxi_hf.ExplanationSet`: ``result[(method, curve)]`` is one Explanation per image.
         """
+        if candidate_labels is not None or hypothesis_template is not None:
+            return self.with_candidate_labels(candidate_labels, hypothesis_template).explain_methods(
+                images, methods, curves, labels, options=options, interactions=interactions,
+                interaction_top=interaction_top, on_chunk=on_chunk, progress=progress)
         curves = self._curves(curves)
         built = self._methods(methods, options, progress)
+        self.labelled()  # a zero-shot model without candidate labels is refused before any work
         if isinstance(images, torch.Tensor):
-            pixel_values = check_pixel_values(images, getattr(self.model.config, "num_channels", None))
+            vision = getattr(self.model.config, "vision_config", self.model.config)  # CLIP, SigLIP: the vision tower's
+            pixel_values = check_pixel_values(images, getattr(vision, "num_channels", None))
             pil_images, names, views = [None] * images.shape[0], [None] * images.shape[0], None
         else:
             images = list(images)
@@ -347,86 +396,20 @@ class Explainer:
                     with torch.no_grad():  # Grad-CAM enables gradients where it needs them
                         shared = method.attribute(game, curve)
                 attributions[(method.name, curve)] = shared
-        measured = self._measure(game, attributions, built, curves)
+        measured = measure_final_orders(game, attributions, built, curves)
         explanations: dict[tuple[str, str], list[Explanation]] = {}
         for method in built:
             for curve in curves:
                 key = (method.name, curve)
-                found = self._explanations(game, attributions[key], measured[key], method, curve, predicted, names,
+                found = explanations_of(self, game, attributions[key], measured[key], method, curve, predicted, names,
                                            pil_images, views)
                 if self._with_interactions(method, interactions):
                     attach_interactions(found, game, attributions[key], curve, interaction_top)
                 explanations[key] = found
         return ExplanationSet([method.name for method in built], curves, targets, predicted.tolist(), explanations)
 
-    @staticmethod
-    def _measure(game: ValueFunction, attributions: dict, methods: list[Method], curves: list[str]) -> dict:
-        """(method, curve) -> (p(label), predicted class) (B, K + 1) along each final order."""
-        measured = {}
-        n_images, n_players = game.n_images, game.n_players
-        for curve in curves:
-            complete = []
-            for method in methods:
-                attribution = attributions[(method.name, curve)]
-                if attribution.lengths is None and attribution.order.shape[1] == n_players:
-                    complete.append(method.name)
-                elif method.depends_on_curve and attribution.curve_probabilities is not None:
-                    measured[(method.name, curve)] = (attribution.curve_probabilities, attribution.curve_predictions)
-                else:
-                    raise MoXIError(f"{method.name} stopped early; its order has no {curve} curve")
-            if not complete:
-                continue
-            orders = torch.cat([attributions[(name, curve)].order for name in complete])
-            with torch.no_grad():
-                out = measure_curves(game, orders, curve, torch.arange(n_images).repeat(len(complete)))
-            for number, name in enumerate(complete):
-                part = slice(number * n_images, (number + 1) * n_images)
-                measured[(name, curve)] = (out.probabilities[part], out.predictions[part])
-        return measured
-
     def model_views(self, images: Sequence) -> list:
         """The pictures the model sees (PIL RGB, the processor's resize + crop), one per input image."""
         from PIL import Image
 
         return [Image.fromarray(model_view(image, self.processor)) for image in images]
-
-    def _explanations(self, game, attribution, measured, method, curve, predicted, names, pil_images,
-                      views=None) -> list[Explanation]:
-        order, lengths = attribution.order, attribution.lengths
-        probabilities, predictions = measured
-        grid = self.players.grid
-        options = method.option_values()
-        explanations = []
-        for index in range(game.n_images):
-            length = int(lengths[index]) if lengths is not None else order.shape[1]
-            image_order = order[index, :length]
-            image_predictions = predictions[index, : length + 1]
-            label = int(game.labels[index])
-            needed = patches_needed(image_predictions, label, curve, game.n_players)
-            heat = heatmap_from_order(image_order, needed, game.n_players).view(*grid)
-            guess = int(predicted[index])
-            explanations.append(Explanation(
-                method=method.name,
-                curve=curve,
-                label=label,
-                label_name=self.label_name(label),
-                predicted=guess,
-                predicted_name=self.label_name(guess),
-                order=image_order.tolist(),
-                scores=None if attribution.scores is None else attribution.scores[index].tolist(),
-                heatmap=heat.tolist(),
-                patches_needed=needed,
-                grid=grid,
-                patch_grid=self.players.patch_grid,
-                curve_probabilities=probabilities[index, : length + 1].tolist(),
-                curve_predictions=image_predictions.tolist(),
-                model=self.name,
-                reward=self.reward,
-                masking=self.adapter.masking,
-                image=names[index],
-                options=options,
-                settings=dict(attribution.settings),
-                pil_image=pil_images[index],
-                display_image=views[index] if views is not None else None,
-            ))
-        return explanations

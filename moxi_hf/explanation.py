@@ -11,9 +11,11 @@ import numpy as np
 
 from .labels import label_text
 
-__all__ = ["Explanation", "ExplanationSet"]
+__all__ = ["Explanation", "ExplanationSet", "explanations_of"]
 
 _NOT_SERIALISED = frozenset({"pil_image", "display_image"})
+#: written only for zero-shot explanations (a classifier's JSON has no such keys)
+_ZERO_SHOT_ONLY = frozenset({"candidate_labels", "hypothesis_template"})
 
 
 @dataclass
@@ -53,6 +55,9 @@ class Explanation:
     gains: dict | None = None
     #: ``{players: [K ids], matrix: K×K}``: I(i, j) among the first K players of ``order`` (kind: ``curve``).
     interactions: dict | None = None
+    #: a zero-shot model's candidate labels (``label`` indexes them) and prompt template(s); None for a classifier.
+    candidate_labels: list[str] | None = None
+    hypothesis_template: str | list[str] | None = None
     #: the RGB image that was explained (not serialised).
     pil_image: object | None = field(default=None, repr=False, compare=False)
     #: the picture the model saw (resized and cropped by its processor; not serialised), drawn by :meth:`plot`.
@@ -116,7 +121,8 @@ class Explanation:
         return np.asarray(self.heatmap, dtype=np.float32)
 
     def to_dict(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_SERIALISED}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_SERIALISED
+                and not (f.name in _ZERO_SHOT_ONLY and getattr(self, f.name) is None)}
         data["grid"] = list(self.grid)
         data["patch_grid"] = list(self.patch_grid) if self.patch_grid else None
         return json.loads(json.dumps(data))  # plain JSON types only
@@ -208,3 +214,51 @@ class ExplanationSet:
     def image(self, index: int) -> dict[tuple[str, str], Explanation]:
         """``(method, curve)`` -> the explanation of image ``index``."""
         return {key: explanations[index] for key, explanations in self.explanations.items()}
+
+
+def explanations_of(explainer, game, attribution, measured, method, curve: str, predicted, names, pil_images,
+                    views=None) -> list[Explanation]:
+    """One :class:`Explanation` per image of ``game`` from a method's ``attribution`` and the curve ``measured``
+    along its order ((p(label), predicted class), each (B, K + 1)); ``explainer`` names the labels and model."""
+    from .metrics.curves import heatmap_from_order, patches_needed
+
+    order, lengths = attribution.order, attribution.lengths
+    probabilities, predictions = measured
+    grid = explainer.players.grid
+    options = method.option_values()
+    explanations = []
+    for index in range(game.n_images):
+        length = int(lengths[index]) if lengths is not None else order.shape[1]
+        image_order = order[index, :length]
+        image_predictions = predictions[index, : length + 1]
+        label = int(game.labels[index])
+        needed = patches_needed(image_predictions, label, curve, game.n_players)
+        heat = heatmap_from_order(image_order, needed, game.n_players).view(*grid)
+        guess = int(predicted[index])
+        explanations.append(Explanation(
+            method=method.name,
+            curve=curve,
+            label=label,
+            label_name=explainer.label_name(label),
+            candidate_labels=explainer.candidate_labels,
+            hypothesis_template=explainer.hypothesis_template,
+            predicted=guess,
+            predicted_name=explainer.label_name(guess),
+            order=image_order.tolist(),
+            scores=None if attribution.scores is None else attribution.scores[index].tolist(),
+            heatmap=heat.tolist(),
+            patches_needed=needed,
+            grid=grid,
+            patch_grid=explainer.players.patch_grid,
+            curve_probabilities=probabilities[index, : length + 1].tolist(),
+            curve_predictions=image_predictions.tolist(),
+            model=explainer.name,
+            reward=explainer.reward,
+            masking=explainer.adapter.masking,
+            image=names[index],
+            options=options,
+            settings=dict(attribution.settings),
+            pil_image=pil_images[index],
+            display_image=views[index] if views is not None else None,
+        ))
+    return explanations

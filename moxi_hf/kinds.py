@@ -18,7 +18,8 @@ from collections.abc import Iterable
 from .errors import MoXIError
 from .modeling import TOKEN_CLASSES, TokenRemovalImageText
 
-__all__ = ["CLASSIFIER", "ZERO_SHOT", "ZERO_SHOT_CLASSES", "checkpoint_kind", "check_loaded_weights", "refusal"]
+__all__ = ["CLASSIFIER", "ZERO_SHOT", "ZERO_SHOT_CLASSES", "checkpoint_kind", "check_loaded_weights",
+           "is_image_text_type", "refusal", "zero_shot_class", "zero_shot_weights"]
 
 CLASSIFIER = "classifier"
 ZERO_SHOT = "zero-shot"
@@ -78,6 +79,27 @@ def checkpoint_kind(config) -> str:
     if not names and getattr(config, "model_type", None) in _ZERO_SHOT_MODEL_TYPES:
         return ZERO_SHOT
     return CLASSIFIER
+
+
+def zero_shot_class(config) -> type[TokenRemovalImageText]:
+    """The MoXI image-text class a zero-shot checkpoint loads as: the one its ``architectures`` names, else its
+    model type's (``CLIPModel`` for CLIP, ``SiglipModel`` for SigLIP)."""
+    for name in _architectures(config):
+        if name in ZERO_SHOT_CLASSES:
+            return TOKEN_CLASSES[name]
+    return TOKEN_CLASSES[_ZERO_SHOT_MODEL_TYPES[config.model_type]]
+
+
+def is_image_text_type(config) -> bool:
+    """A CLIP or SigLIP config (whatever architecture it names): its checkpoint may be zero-shot."""
+    return getattr(config, "model_type", None) in _ZERO_SHOT_MODEL_TYPES
+
+
+def zero_shot_weights(loading_info: dict) -> bool:
+    """Loaded as a classifier, the weights lack its head but hold a text tower: a zero-shot checkpoint whose
+    config names a classification head."""
+    unexpected = loading_info.get("unexpected_keys") or ()
+    return bool(_missing(loading_info)) and any(key.startswith("text_model.") for key in unexpected)
 
 
 def _missing(loading_info: dict) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["label_text"]
+__all__ = ["label_text", "template_value"]
 
 
 def label_text(index: int | None, name: str | None = None) -> str:
@@ -13,3 +13,11 @@ def label_text(index: int | None, name: str | None = None) -> str:
     if index is None:
         return "?"
     return str(index) if name is None or str(name) == str(index) else f'{index} ("{name}")'
+
+
+def template_value(templates) -> str | list[str] | None:
+    """A zero-shot model's prompt template(s) as recorded: one text, the list of a prompt ensemble, None for none."""
+    templates = list(templates or ())
+    if not templates:
+        return None
+    return templates[0] if len(templates) == 1 else templates

@@ -89,6 +89,14 @@ class RemovalAdapter(ABC):
             pixel_values = pixel_values.to(self.device, self.dtype)
             return self.model(pixel_values=pixel_values, **self.forward_kwargs).logits.float()
 
+    def differentiable_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Logits (B, num_labels) of the model's own forward, differentiable in its activations (Grad-CAM)."""
+        return self.model(pixel_values=pixel_values, **self.forward_kwargs).logits
+
+    def gradient_target(self, logits: torch.Tensor, labels: torch.Tensor, reward: str) -> torch.Tensor:
+        """What Grad-CAM differentiates per image (C,): the label's logit, the usual target of a classifier."""
+        return logits.float().gather(1, labels.to(logits.device).unsqueeze(1)).squeeze(1)
+
     @property
     def forward_kwargs(self) -> dict:
         return {}

@@ -122,7 +122,8 @@ def _check_checkpoints(name: str, folder: str) -> None:
 
 
 def resolve_model_source(name: str | os.PathLike, local_files_only: bool = False) -> str:
-    """``name`` as ``from_pretrained`` should get it: an existing model folder (``~`` expanded) or a Hub id.
+    """``name`` as ``from_pretrained`` should get it: an existing model folder (``~`` expanded), the folder of a
+    model shipped with the package by its name (:data:`moxi_hf.defaults.SHIPPED_MODELS`), or a Hub id.
 
     Raises MoXIError for a mistyped folder, a folder without ``config.json``, a damaged
     ``*.safetensors`` file, or a Hub id when the Hub cannot be reached (within :data:`HUB_TIMEOUT`).
@@ -130,6 +131,11 @@ def resolve_model_source(name: str | os.PathLike, local_files_only: bool = False
     name = os.fspath(name)
     path = check_local_name(name, "model")
     if path is None:
+        from .defaults import shipped_model_path
+
+        shipped = shipped_model_path(name)  # moxi-clip-mnist, moxi-vit-mnist: the package's own copy
+        if shipped is not None:
+            return os.fspath(shipped)
         _check_hub(name, "model", local_files_only)
         return name
     if not os.path.isfile(os.path.join(path, "config.json")):

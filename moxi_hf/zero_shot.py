@@ -15,6 +15,9 @@ says which scores the family's logits give ("softmax" or "sigmoid").
 
 from __future__ import annotations
 
+import copy
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,22 +25,27 @@ import torch
 import torch.nn.functional as F
 
 from .errors import MoXIError
+from .labels import template_value
 from .modeling import TokenRemovalImageText
 from .removal import TokenContext, TokenRemoval
+from .value import reward_from_logits
 
 __all__ = [
     "DEFAULT_HYPOTHESIS_TEMPLATE",
+    "CandidateCache",
     "CandidateText",
+    "ZeroShotLabels",
     "ZeroShotRemoval",
     "check_candidate_labels",
+    "check_candidate_reward",
     "check_templates",
     "default_candidates",
+    "refuse_classifier_labels",
     "tokenizer_kwargs",
 ]
 
 #: The zero-shot pipeline's default prompt.
 DEFAULT_HYPOTHESIS_TEMPLATE = "This is a photo of {}."
-#: How candidate logits become scores: softmax over the candidates, or a sigmoid per candidate.
 #: config.json keys where a zero-shot model records its default labels and prompt(s).
 CONFIG_LABELS_KEY = "moxi_candidate_labels"
 CONFIG_TEMPLATE_KEY = "moxi_hypothesis_template"
@@ -88,6 +96,20 @@ def default_candidates(config) -> tuple[tuple[str, ...], tuple[str, ...]] | None
     return check_candidate_labels(labels), check_templates(getattr(config, CONFIG_TEMPLATE_KEY, None))
 
 
+def refuse_classifier_labels(name: str, num_labels: int) -> None:
+    """Candidate labels given to a classifier: one line (its classes are its own)."""
+    raise MoXIError(f"{name!r} is a classifier with its own {num_labels} classes; candidate labels and a prompt "
+                    "template are for zero-shot models (CLIPModel, SiglipModel)")
+
+
+def check_candidate_reward(link: str, count: int, reward: str) -> None:
+    """Refuse one candidate label under a softmax reward: it has nothing to be compared with (p = 1 always)."""
+    if link == "softmax" and count == 1 and reward != "logit":
+        raise MoXIError(f"one candidate label alone has nothing to be compared with under the {reward} reward of a "
+                        "softmax over the candidates (CLIP): its probability is always 1; give two or more labels, "
+                        "or use the logit reward (a retrieval score)")
+
+
 @dataclass(frozen=True)
 class CandidateText:
     """The candidate labels, their prompt template(s) and their text features, computed once.
@@ -116,6 +138,11 @@ class CandidateText:
                 features.append(F.normalize(model.get_text_features(**inputs).pooler_output.float(), dim=-1))
         mean = torch.stack(features).mean(dim=0)
         return cls(labels, templates, mean if len(features) == 1 else F.normalize(mean, dim=-1))
+
+    @classmethod
+    def empty(cls, templates: Sequence[str] | str | None = None) -> CandidateText:
+        """No label yet: a zero-shot model loaded without candidate labels (they come with each call)."""
+        return cls((), check_templates(templates), torch.zeros(0, 0))
 
     def index(self, label: str | int) -> int:
         """The position of a candidate given by its text or index."""
@@ -183,6 +210,103 @@ class ZeroShotRemoval(TokenRemoval):
     def full_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Candidate logits (B, K), float32, on the whole images."""
         with torch.no_grad():
-            pixel_values = pixel_values.to(self.device, self.dtype)
-            features = self.model.get_image_features(pixel_values=pixel_values, **self.forward_kwargs).pooler_output
-            return self.candidate_logits(features)
+            return self.differentiable_logits(pixel_values.to(self.device, self.dtype))
+
+    def differentiable_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Candidate logits (B, K) through the vision tower, differentiable in its activations (Grad-CAM)."""
+        features = self.model.get_image_features(pixel_values=pixel_values, **self.forward_kwargs).pooler_output
+        return self.candidate_logits(features)
+
+    def gradient_target(self, logits: torch.Tensor, labels: torch.Tensor, reward: str) -> torch.Tensor:
+        """The reward itself (C,): under CLIP's softmax the contrast with the other candidates is part of it."""
+        return reward_from_logits(logits.float(), labels, reward, self.link)
+
+    def with_text(self, text: CandidateText) -> ZeroShotRemoval:
+        """The same adapter (same model, grid, options) comparing images with another label set."""
+        other = copy.copy(self)
+        other.text, other._text_features = text, text.features.to(self.device)
+        return other
+
+
+class CandidateCache:
+    """Text features of a model per (labels, templates), each computed once; the ``size`` most recent are kept.
+
+    Shared by every call that names its own candidate labels, so a label set costs one text-tower pass
+    per template however many images or coalitions use it.
+    """
+
+    def __init__(self, model: TokenRemovalImageText, tokenizer, size: int = 32):
+        self.model, self.tokenizer, self.size = model, tokenizer, size
+        self._texts: OrderedDict[tuple, CandidateText] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, labels: Sequence[str], template: str | Sequence[str] | None = None) -> CandidateText:
+        key = (check_candidate_labels(labels), check_templates(template))
+        with self._lock:
+            if key in self._texts:
+                self._texts.move_to_end(key)
+                return self._texts[key]
+        if self.tokenizer is None:
+            raise MoXIError("a zero-shot model needs its tokenizer to read the candidate labels; load it with the "
+                            "model (tokenizer=...)")
+        text = CandidateText.build(self.model, self.tokenizer, *key)
+        with self._lock:
+            self._texts[key] = text
+            while len(self._texts) > self.size:
+                self._texts.popitem(last=False)
+        return text
+
+
+class ZeroShotLabels:
+    """The zero-shot side of :class:`moxi_hf.Explainer`: its candidate labels, template, and calls with their own.
+
+    Reads the explainer's ``adapter`` (a :class:`ZeroShotRemoval` for a zero-shot model), ``model``,
+    ``tokenizer``, ``name``, ``num_labels`` and ``reward``.
+    """
+
+    def _candidate_texts(self) -> CandidateCache:
+        """Text features per label set, shared by this explainer and those derived from it (created once)."""
+        cache = self.__dict__.get("_candidate_cache")
+        if cache is None:
+            cache = self.__dict__["_candidate_cache"] = CandidateCache(self.model, self.tokenizer)
+        return cache
+
+    @property
+    def zero_shot(self) -> bool:
+        """True for a CLIP/SigLIP model whose classes are candidate labels named by text."""
+        return isinstance(self.adapter, ZeroShotRemoval)
+
+    @property
+    def candidate_labels(self) -> list[str] | None:
+        """A zero-shot model's candidate labels (None for a classifier; empty until labels are given)."""
+        return list(self.adapter.labels) if self.zero_shot else None
+
+    @property
+    def hypothesis_template(self) -> str | list[str] | None:
+        """A zero-shot model's prompt template (a list for a prompt ensemble); None for a classifier."""
+        return template_value(self.adapter.text.templates) if self.zero_shot else None
+
+    def with_candidate_labels(self, candidate_labels: Sequence[str] | None = None,
+                              hypothesis_template: str | Sequence[str] | None = None) -> ZeroShotLabels:
+        """This explainer with other candidate labels and/or template (the ones not given are kept); the
+        model, processor and options are shared, the text features computed once per label set."""
+        if not self.zero_shot:
+            refuse_classifier_labels(self.name, self.num_labels)
+        labels = self.adapter.labels if candidate_labels is None else candidate_labels
+        template = self.adapter.text.templates if hypothesis_template is None else hypothesis_template
+        text = self._candidate_texts().get(labels, template)  # before the copy: the copy shares the cache
+        other = copy.copy(self)
+        other.adapter = self.adapter.with_text(text)
+        check_candidate_reward(other.adapter.link, other.num_labels, self.reward)
+        return other
+
+    def labelled(self, candidate_labels=None, hypothesis_template=None) -> ZeroShotLabels:
+        """The explainer a call uses: this one, or with the call's own labels/template (they win); a MoXIError
+        when a zero-shot model has no candidate labels at all."""
+        explainer = self
+        if candidate_labels is not None or hypothesis_template is not None:
+            explainer = self.with_candidate_labels(candidate_labels, hypothesis_template)
+        if explainer.zero_shot and not explainer.adapter.labels:
+            raise MoXIError(f"{self.name!r} is a zero-shot model and ships no default candidate labels: give "
+                            "candidate labels (candidate_labels=[...] in Python, --labels on the command line)")
+        return explainer

@@ -23,9 +23,15 @@ process that builds the model and runs only that measurement, torch itself inclu
 processes used during the measurement (from /proc; on a shared 2-core machine anything above ~0.1
 means the timing was disturbed).
 
+``--arch clip`` is a zero-shot CLIP row instead: a random ViT-B/32-sized vision tower (hidden 768,
+12 layers, 12 heads, MLP 3072, patch 32; at 224 px 49 patches) compared with the text features of
+ten random prompts, computed once (``logit_scale`` set to ln 100, trained CLIP's value); naive runs
+the same game with every coalition through the vision tower from ``pixel_values``.
+
 Usage::
 
     python scripts/benchmark.py --quick                  # 128 px only, a few minutes on 2 cores
+    python scripts/benchmark.py --arch clip --sizes 224 --images 1 --dtypes fp32 --curves insertion
     python scripts/benchmark.py --quick --arch dinov2    # the same for another token architecture
     python scripts/benchmark.py --quick --arch all --dtypes fp32 --json arch.json   # one table per architecture
     python scripts/benchmark.py --naive-images 1 --json benchmark.json   # 128 + 224 px, ~30 min
@@ -52,6 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from transformers import (
     BeitConfig,
+    CLIPConfig,
     Data2VecVisionConfig,
     DeiTConfig,
     Dinov2Config,
@@ -63,7 +70,8 @@ from transformers import (
 
 from benchmarks.naive import NaiveMoXI
 from moxi_hf import TokenRemoval, ValueFunction, auc, get_method, measure_curves
-from moxi_hf.modeling import TOKEN_CLASSES, TokenRemovalClassifier
+from moxi_hf.modeling import TOKEN_CLASSES, TokenRemovalClassifier, TokenRemovalImageText
+from moxi_hf.zero_shot import CandidateText, ZeroShotRemoval
 
 CASES = (("moxi", "insertion"), ("moxi", "deletion"), ("self-shapley", "insertion"), ("self-shapley", "deletion"))
 IMAGE_KINDS = ("blobs", "noise", "stripes", "gradient", "checkerboard")
@@ -82,14 +90,30 @@ ARCHITECTURES = {
     "data2vec-vision": (Data2VecVisionConfig, {"intermediate_size": 768, "use_relative_position_bias": True,
                                                 "use_mean_pooling": True}, "Data2VecVisionForImageClassification"),
     "ijepa": (IJepaConfig, {"intermediate_size": 768}, "IJepaForImageClassification"),
+    # zero-shot CLIP, ViT-B/32-sized vision tower (make_clip_model)
+    "clip": (CLIPConfig, {}, "CLIPModel"),
 }
+#: the CLIP row's vision tower (ViT-B/32) and a small text tower (its features are computed once)
+CLIP_VISION = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, patch_size=32)
+CLIP_TEXT = dict(hidden_size=256, num_hidden_layers=2, num_attention_heads=4, intermediate_size=1024, vocab_size=1000,
+                 max_position_embeddings=16, bos_token_id=998, eos_token_id=999, pad_token_id=999)
+CLIP_CANDIDATES = 10
 
 
 # ------------------------------------------------------------------------------------------ inputs
 
 def make_model(image_size: int, head_scale: float, seed: int = 0, arch: str = "vit") -> TokenRemovalClassifier:
-    """A random ViT-Tiny-sized MoXI classifier of architecture ``arch`` (fp32, eval, SDPA attention)."""
+    """A random ViT-Tiny-sized MoXI classifier of architecture ``arch`` (fp32, eval, SDPA attention); for ``clip``
+    a random zero-shot CLIP with a ViT-B/32-sized vision tower."""
     torch.manual_seed(seed)
+    if arch == "clip":
+        config = CLIPConfig(vision_config=dict(CLIP_VISION, image_size=image_size), text_config=CLIP_TEXT,
+                            projection_dim=512)
+        config._attn_implementation = "sdpa"
+        model = TOKEN_CLASSES["CLIPModel"](config).eval()
+        with torch.no_grad():
+            model.logit_scale.fill_(float(torch.log(torch.tensor(100.0))))
+        return model
     config_class, extra, stock_name = ARCHITECTURES[arch]
     config = config_class(image_size=image_size, **TINY, **extra)
     config._attn_implementation = "eager" if arch == "data2vec-vision" else "sdpa"
@@ -97,6 +121,29 @@ def make_model(image_size: int, head_scale: float, seed: int = 0, arch: str = "v
     with torch.no_grad():
         model.classifier.weight.mul_(head_scale)
     return model
+
+
+def candidate_text(model: TokenRemovalImageText, seed: int = 0) -> CandidateText:
+    """Text features of ten random prompts (the same for every process: fixed seed), computed once."""
+    generator = torch.Generator().manual_seed(seed)
+    config = model.config.text_config
+    ids = torch.randint(0, config.vocab_size - 2, (CLIP_CANDIDATES, 8), generator=generator)
+    ids[:, 0], ids[:, -1] = config.bos_token_id, config.eos_token_id
+    with torch.no_grad():
+        features = torch.nn.functional.normalize(model.get_text_features(input_ids=ids).pooler_output.float(), dim=-1)
+    return CandidateText(tuple(f"prompt {k}" for k in range(CLIP_CANDIDATES)), ("{}",), features)
+
+
+def make_adapter(model) -> TokenRemoval:
+    """The removal adapter of a benchmark model: token removal, or the zero-shot game of the CLIP row."""
+    if isinstance(model, TokenRemovalImageText):
+        return ZeroShotRemoval(model, candidate_text(model))
+    return TokenRemoval(model)
+
+
+def vision_config(config):
+    """The config of the vision tower: the model's own, or a CLIP's ``vision_config``."""
+    return getattr(config, "vision_config", config)
 
 
 def make_images(count: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -145,7 +192,7 @@ def sequence_flops(length: int, config: ViTConfig, last_queries: int | None = No
         total += per_layer
     else:
         total += length * 6 * d * d + 4 * last_queries * length * d + last_queries * (2 * d * d + 4 * d * m)
-    total += 2 * d * config.num_labels
+    total += 2 * d * getattr(config, "num_labels", CLIP_CANDIDATES)
     total += patch_tokens * 2 * config.num_channels * config.patch_size**2 * d
     return float(total)
 
@@ -329,7 +376,7 @@ class Row:
 
 def run_engine(model, pixel_values, labels, method: str, curve: str, device: torch.device):
     """(orders (B, N), seconds, peak MB) of the fast engine on all images together."""
-    adapter = TokenRemoval(model)
+    adapter = make_adapter(model)
     game = ValueFunction(adapter, pixel_values.to(device), labels)
     with PeakMemory(device) as memory, OtherLoad() as load:
         synchronize(device)
@@ -360,7 +407,7 @@ def print_profile(model, pixel_values, labels, method: str, curve: str, device: 
     """One more run of the fast engine under torch.profiler; prints the ops that took the most time."""
     from torch.profiler import ProfilerActivity, profile
 
-    game = ValueFunction(TokenRemoval(model), pixel_values.to(device), labels)
+    game = ValueFunction(make_adapter(model), pixel_values.to(device), labels)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as profiler:
         get_method(method).attribute(game, curve)
@@ -369,7 +416,7 @@ def print_profile(model, pixel_values, labels, method: str, curve: str, device: 
 
 
 def warm_up(model, pixel_values, labels, device) -> None:
-    game = ValueFunction(TokenRemoval(model), pixel_values[:1].to(device), labels[:1])
+    game = ValueFunction(make_adapter(model), pixel_values[:1].to(device), labels[:1])
     get_method("moxi", max_players=2).attribute(game, "insertion")
     get_method("moxi", max_players=2).attribute(game, "deletion")
 
@@ -394,12 +441,15 @@ def measure(spec: dict) -> dict:
     device = torch.device(spec["device"])
     model = make_model(spec["size"], spec["head_scale"], arch=spec["arch"]).to(device)
     pixel_values = make_images(spec["images"], spec["size"])
-    labels = TokenRemoval(model).full_logits(pixel_values.to(device)).argmax(dim=1).cpu()
+    adapter = make_adapter(model)
+    labels = adapter.full_logits(pixel_values.to(device)).argmax(dim=1).cpu()
     method, curve = spec["method"], spec["curve"]
     if spec["mode"] == "naive":
         count = spec["naive_images"]
-        naive = NaiveMoXI(model)
-        naive.model(pixel_values=pixel_values[:1].to(device))  # warm-up
+        text = adapter.text.features if isinstance(adapter, ZeroShotRemoval) else None
+        naive = NaiveMoXI(model, text_features=text)
+        warm = naive.model.backbone if text is not None else naive.model  # the CLIP row: its vision tower
+        warm(pixel_values=pixel_values[:1].to(device))  # warm-up
         result, seconds, peak, load = run_naive(naive, pixel_values[:count], labels[:count], method, curve, device)
         return {"order": result.order, "seconds": seconds, "peak_mb": peak, "load": load,
                 "sequences": dict(result.sequences), "images": count}
@@ -422,12 +472,13 @@ def measure_isolated(spec: dict, isolate: bool) -> dict:
 
 def benchmark_size(arch: str, size: int, args, device: torch.device) -> list[Row]:
     model = make_model(size, args.head_scale, arch=arch).to(device)
-    config = model.config
+    config = vision_config(model.config)
     n = (size // config.patch_size) ** 2
     pixel_values = make_images(args.images, size)
-    labels = TokenRemoval(model).full_logits(pixel_values.to(device)).argmax(dim=1).cpu()
+    adapter = make_adapter(model)
+    labels = adapter.full_logits(pixel_values.to(device)).argmax(dim=1).cpu()
     naive_images = naive_image_count(size, args)
-    fp32_game = ValueFunction(TokenRemoval(model), pixel_values.to(device), labels)
+    fp32_game = ValueFunction(adapter, pixel_values.to(device), labels)
     modes = (["naive"] if naive_images else []) + list(args.dtypes)
     rows: list[Row] = []
     for method, curve in CASES:
@@ -529,7 +580,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run every measurement in this process (default: a fresh process each, for clean peak RSS)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
-    archs = list(ARCHITECTURES) if "all" in args.arch else list(dict.fromkeys(args.arch))
+    every = [arch for arch in ARCHITECTURES if arch != "clip"]  # "all": the ViT-Tiny-sized classifiers
+    archs = every if "all" in args.arch else list(dict.fromkeys(args.arch))
     if args.images < 1:
         parser.error("--images must be at least 1")
     args.dtypes = ["fp32"] + (["bf16"] if "bf16" in args.dtypes else [])  # the bf16 AUC check needs fp32 orders
@@ -559,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
     tables = []
     for arch in archs:
         for size in sizes:
-            n = (size // 16) ** 2
+            n = (size // (32 if arch == "clip" else 16)) ** 2
             count = naive_image_count(size, args)
             naive_note = f"naive on {count} image(s)" if count else "naive skipped (--skip-naive-224)"
             header = (f"**{arch}, {size} px ({n} patches)**, {args.images} images, {machine['threads']} threads, "

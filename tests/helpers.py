@@ -74,3 +74,19 @@ def tiny_image_text_config(family: str, **overrides):
         return CLIPConfig(text_config=text, vision_config=dict(TINY_VISION), projection_dim=16, **overrides)
     text["projection_size"] = TINY_VISION["hidden_size"]
     return SiglipConfig(text_config=text, vision_config=dict(TINY_VISION), **overrides)
+
+
+def save_image_text_checkpoint(family: str, path, seed: int = 11) -> str:
+    """A tiny random ``CLIPModel`` or ``SiglipModel`` (every parameter jittered, so zero-initialised biases and
+    SigLIP's logit bias matter) saved to ``path`` with :func:`char_clip_tokenizer` and a 16-px processor."""
+    from transformers import CLIPModel, SiglipModel
+
+    torch.manual_seed(seed)
+    model = {"clip": CLIPModel, "siglip": SiglipModel}[family](tiny_image_text_config(family)).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    model.save_pretrained(path)
+    char_clip_tokenizer().save_pretrained(path)
+    ViTImageProcessorPil(size={"height": 16, "width": 16}).save_pretrained(path)
+    return str(path)

@@ -12,8 +12,8 @@ import torch
 from transformers import DeiTConfig, ViTConfig
 
 from benchmarks.naive import NaiveMoXI
-from helpers import TINY, tiny_model
-from moxi_hf import TokenRemoval, ValueFunction, get_method
+from helpers import TINY, save_image_text_checkpoint, tiny_model
+from moxi_hf import Explainer, TokenRemoval, ValueFunction, get_method
 from moxi_hf.engine import FastEncoder, fast_encoder
 from moxi_hf.metrics.curves import curve_coalitions
 from moxi_hf.modeling import (
@@ -222,3 +222,20 @@ def test_other_architectures_orders_equal_naive(arch, images):
         fast = get_method(method).attribute(ValueFunction(TokenRemoval(model), images[:1], labels), "insertion")
         naive = getattr(NaiveMoXI(model), method.replace("-", "_"))(images[:1], labels, "insertion")
         assert torch.equal(fast.order, naive.order)
+
+
+@pytest.mark.parametrize("family", ["clip", "siglip"])
+@pytest.mark.parametrize("curve", ["insertion", "deletion"])
+def test_zero_shot_orders_equal_naive(family, curve, images, tmp_path):
+    """The zero-shot game: the text features computed once, each coalition through the vision tower only."""
+    explainer = Explainer.from_pretrained(save_image_text_checkpoint(family, tmp_path),
+                                          candidate_labels=["a cat", "a dog", "a bird"])
+    with torch.no_grad():  # a sharper game: values well apart, as for the classifiers above
+        explainer.model.logit_scale.fill_(4.6)
+    adapter = explainer.adapter
+    labels = adapter.full_logits(images).argmax(dim=1)
+    game = ValueFunction(adapter, images, labels)
+    naive = NaiveMoXI(explainer.model, text_features=adapter.text.features)
+    for method in ("moxi", "self-shapley"):
+        expected = getattr(naive, method.replace("-", "_"))(images, labels, curve).order
+        assert torch.equal(get_method(method).attribute(game, curve).order, expected), (family, method)

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from transformers import AutoConfig, AutoTokenizer, CLIPModel, SiglipModel, pipeline
+from transformers import AutoConfig, AutoTokenizer, pipeline
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
-from helpers import char_clip_tokenizer, tiny_image_text_config, tiny_model
+from helpers import save_image_text_checkpoint, tiny_image_text_config, tiny_model
 from moxi_hf import MoXIError, ValueFunction
 from moxi_hf.engine import FastEncoder
 from moxi_hf.modeling import TOKEN_CLASSES
@@ -26,23 +26,12 @@ from moxi_hf.zero_shot import (
 )
 
 LABELS = ["a cat", "a dog", "the digit seven"]
-STOCK = {"clip": CLIPModel, "siglip": SiglipModel}
 
 
 @pytest.fixture(scope="module", params=["clip", "siglip"])
 def zero_shot_dir(request, tmp_path_factory):
     """A tiny random CLIP or SigLIP folder with a character-level tokenizer and a 16-px processor."""
-    family = request.param
-    torch.manual_seed(11)
-    model = STOCK[family](tiny_image_text_config(family)).eval()
-    with torch.no_grad():  # jitter so zero-initialised biases (and SigLIP's logit bias) matter
-        for parameter in model.parameters():
-            parameter.add_(0.05 * torch.randn_like(parameter))
-    path = tmp_path_factory.mktemp(family)
-    model.save_pretrained(path)
-    char_clip_tokenizer().save_pretrained(path)
-    ViTImageProcessorPil(size={"height": 16, "width": 16}).save_pretrained(path)
-    return family, str(path)
+    return request.param, save_image_text_checkpoint(request.param, tmp_path_factory.mktemp(request.param))
 
 
 @pytest.fixture

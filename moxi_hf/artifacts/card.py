@@ -18,6 +18,7 @@ from .schema import (
     IMAGES_FILE,
     PLOTS_DIR,
     ROW_COLUMNS,
+    ZERO_SHOT_COLUMNS,
     image_features,
     row_features,
 )
@@ -128,6 +129,7 @@ def card_text(config: dict, curves: dict, num_rows: int, label_names: list[str] 
     rows carry a ``picture`` column.
     """
     in_rows = config.get("pictures") == "rows"
+    zero_shot = config.get("candidate_labels") is not None
     from huggingface_hub import DatasetCard, DatasetCardData
 
     model, dataset = config.get("model"), config.get("dataset")
@@ -139,14 +141,14 @@ def card_text(config: dict, curves: dict, num_rows: int, label_names: list[str] 
     data = DatasetCardData(
         license=license or config.get("license") or "other",
         pretty_name=pretty,
-        task_categories=["image-classification"],
+        task_categories=["zero-shot-image-classification" if zero_shot else "image-classification"],
         size_categories=[_size_category(num_rows)],
         source_datasets=[dataset] if looks_like_repo_id(dataset) else None,
         tags=list(CARD_TAGS),
         configs=configs,
-        dataset_info=[{"config_name": "default", "features": row_features(label_names)._to_yaml_list()},
+        dataset_info=[{"config_name": "default", "features": row_features(label_names, zero_shot=zero_shot)._to_yaml_list()},
                       {"config_name": "images", "features": image_features()._to_yaml_list()}]
-        if has_images else {"features": row_features(label_names, with_picture=in_rows)._to_yaml_list()},
+        if has_images else {"features": row_features(label_names, in_rows, zero_shot)._to_yaml_list()},
         **extra,
     )
     settings = [(key, _format_value(value)) for key, value in config.items()
@@ -157,8 +159,9 @@ def card_text(config: dict, curves: dict, num_rows: int, label_names: list[str] 
         settings.append(("classes", _format_value(list(label_names))))
     settings.append(("rows", str(num_rows)))
     versions = config.get("versions")
-    features = row_features(label_names)
-    columns = [(name, _feature_type(features[name]), meaning) for name, meaning in ROW_COLUMNS.items()]
+    features = row_features(label_names, zero_shot=zero_shot)
+    described = {**ROW_COLUMNS, **(ZERO_SHOT_COLUMNS if zero_shot else {})}
+    columns = [(name, _feature_type(features[name]), meaning) for name, meaning in described.items()]
     if has_images or in_rows:
         columns.append(("picture" + ("" if in_rows else " (config `images`)"), "image",
                         "the picture the model saw (resized and cropped by its processor), PNG or JPEG bytes"))

@@ -167,7 +167,7 @@ def save_explanations(output_dir: str | os.PathLike, explanations, model: str | 
     default to the position of the explanation's image among the distinct images. Curves are
     averaged from the explanations' own curves where every player was ordered.
     """
-    from .settings import method_settings, run_settings
+    from .settings import candidate_settings, method_settings, run_settings
 
     explanations = list(explanations)
     if image_names is None:
@@ -191,6 +191,7 @@ def save_explanations(output_dir: str | os.PathLike, explanations, model: str | 
         reward=first.reward if first else None,
         masking=first.masking if first else None,
         players_grid=list(first.grid) if first else None,
+        **(candidate_settings(first) if first else {}),
     )
     settings.update(config or {})
     return save_artifacts(output_dir, rows, aggregate_curves(rows), settings, label_names, plots, pictures=pictures)

@@ -8,10 +8,12 @@ from pathlib import Path
 from datasets import ClassLabel, Dataset, Features, Sequence, Value
 from datasets import Image as ImageFeature
 
+from ..labels import template_value
+
 __all__ = [
     "CARD_FILE", "CONFIG_FILE", "CURVES_FILE", "DATA_FILE", "IMAGES_FILE", "PARTIAL_DIR", "PICTURE_COLUMN", "PLOTS_DIR",
-    "ROW_COLUMNS",
-    "SCHEMA_VERSION", "explanation_to_row", "image_features", "public_name", "row_features", "row_to_explanation",
+    "ROW_COLUMNS", "SCHEMA_VERSION", "ZERO_SHOT_COLUMNS",
+    "explanation_to_row", "image_features", "public_name", "row_features", "row_to_explanation",
     "rows_to_dataset",
 ]
 
@@ -50,6 +52,12 @@ ROW_COLUMNS = {
                     "interactions were asked for)",
 }
 
+#: columns the rows of a zero-shot model also have (a classifier's rows do not)
+ZERO_SHOT_COLUMNS = {
+    "candidate_labels": "the zero-shot model's candidate labels: its classes, which label and predicted index",
+    "hypothesis_template": "the prompt template(s) each label was put into (several: their text features averaged)",
+}
+
 #: columns of IMAGES_FILE
 IMAGE_COLUMNS = {
     "dataset_index": "the image's dataset_index in the rows",
@@ -77,7 +85,7 @@ GAIN_KEYS = ("total", "self", "interaction")
 PICTURE_COLUMN = "picture"
 
 
-def row_features(label_names: list[str] | None = None, with_picture: bool = False) -> Features:
+def row_features(label_names: list[str] | None = None, with_picture: bool = False, zero_shot: bool = False) -> Features:
     label = ClassLabel(names=list(label_names)) if label_names else Value("int64")
     features = Features({
         "dataset_index": Value("int64"),
@@ -97,6 +105,9 @@ def row_features(label_names: list[str] | None = None, with_picture: bool = Fals
         "gains": {key: Sequence(Value("float32")) for key in GAIN_KEYS},
         "interactions": {"players": Sequence(Value("int64")), "matrix": Sequence(Sequence(Value("float32")))},
     })
+    if zero_shot:
+        for name in ZERO_SHOT_COLUMNS:
+            features[name] = Sequence(Value("string"))
     if with_picture:
         features[PICTURE_COLUMN] = ImageFeature()
     return features
@@ -112,12 +123,14 @@ def rows_to_dataset(rows: list[dict], label_names: list[str] | None = None,
 
     ``pictures``: dataset_index -> encoded picture, stored in a ``picture`` column (Image feature).
     """
-    columns = {name: [row.get(name) for row in rows] for name in ROW_COLUMNS}
+    zero_shot = any(row.get("candidate_labels") is not None for row in rows)
+    columns = {name: [row.get(name) for row in rows] for name in [*ROW_COLUMNS, *(ZERO_SHOT_COLUMNS if zero_shot else ())]}
     columns["scores"] = [list(value) if value is not None else [] for value in columns["scores"]]
     columns["image"] = [value if value is not None else "" for value in columns["image"]]
     if pictures is not None:
         columns[PICTURE_COLUMN] = [{"bytes": pictures.get(row["dataset_index"]), "path": None} for row in rows]
-    return Dataset.from_dict(columns, features=row_features(label_names, with_picture=pictures is not None))
+    features = row_features(label_names, with_picture=pictures is not None, zero_shot=zero_shot)
+    return Dataset.from_dict(columns, features=features)
 
 
 def explanation_to_row(explanation, dataset_index: int = 0, accuracy_curve=None, confidence_curve=None,
@@ -131,7 +144,12 @@ def explanation_to_row(explanation, dataset_index: int = 0, accuracy_curve=None,
     if confidence_curve is None:
         confidence_curve = explanation.curve_probabilities
     rows, cols = explanation.grid
-    return {
+    zero_shot = {}
+    if explanation.candidate_labels is not None:
+        template = explanation.hypothesis_template
+        zero_shot = {"candidate_labels": list(explanation.candidate_labels),
+                     "hypothesis_template": [template] if isinstance(template, str) else list(template or [])}
+    return zero_shot | {
         "dataset_index": int(dataset_index),
         "image": image if image is not None else explanation.image,
         "label": int(explanation.label),
@@ -189,4 +207,6 @@ def row_to_explanation(row: dict, label_names: list[str] | None = None, config: 
         interactions=({"players": list(row["interactions"]["players"]),
                        "matrix": [list(line) for line in row["interactions"]["matrix"]]}
                       if row.get("interactions") else None),
+        candidate_labels=list(row["candidate_labels"]) if row.get("candidate_labels") is not None else None,
+        hypothesis_template=template_value(row.get("hypothesis_template")),
     )

@@ -6,11 +6,21 @@ from collections.abc import Sequence
 
 from .schema import SCHEMA_VERSION, public_name
 
-__all__ = ["explainer_settings", "method_settings", "run_settings"]
+__all__ = ["candidate_settings", "explainer_settings", "method_settings", "run_settings"]
+
+
+def candidate_settings(source) -> dict:
+    """A zero-shot run's ``candidate_labels`` and ``hypothesis_template`` (the one place config.json gets them),
+    from an :class:`moxi_hf.Explainer` or :class:`moxi_hf.Explanation`; ``{}`` for a classifier."""
+    labels = getattr(source, "candidate_labels", None)
+    if labels is None:
+        return {}
+    return {"candidate_labels": list(labels), "hypothesis_template": source.hypothesis_template}
 
 
 def explainer_settings(explainer) -> dict:
-    """What an :class:`moxi_hf.Explainer` contributes: masking, reward, players grid, dtype, device."""
+    """What an :class:`moxi_hf.Explainer` contributes: masking, reward, players grid, dtype, device (and a
+    zero-shot model's candidate labels and template)."""
     parameter = next(explainer.model.parameters())
     return {
         "masking": explainer.adapter.masking,
@@ -18,6 +28,7 @@ def explainer_settings(explainer) -> dict:
         "players_grid": list(explainer.players.grid),
         "dtype": str(parameter.dtype).replace("torch.", ""),
         "device": parameter.device.type,
+        **candidate_settings(explainer),
     }
 
 

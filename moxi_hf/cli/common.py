@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from ..defaults import default_model_path, sample_images
+from ..defaults import default_model_path, model_folder, sample_images
 from ..errors import MoXIError
 from ..options import (
     DEFAULT_BATCH_SIZE,
@@ -41,6 +41,7 @@ __all__ = [
     "add_sub_command",
     "add_threads_flag",
     "add_trust_flag",
+    "add_zero_shot_flags",
     "batches",
     "finish",
     "interaction_top",
@@ -57,7 +58,9 @@ __all__ = [
     "readable_images",
     "resolve_images",
     "summary_line",
+    "target_label",
     "url_file_name",
+    "zero_shot_arguments",
 ]
 
 DEVICE_CHOICES = ("cpu", "cuda")
@@ -122,6 +125,39 @@ def add_removal_flags(group, device_choices: Sequence[str] = DEVICE_CHOICES, dev
     group.add_argument("--device", choices=device_choices, default=device_default, help=device_help)
 
 
+def add_zero_shot_flags(group, evaluate: bool = False) -> None:
+    """``--labels`` and ``--template``: a CLIP/SigLIP model's classes, named by text."""
+    default = ("the model's recorded labels when they are as many as the dataset's classes, else the dataset's "
+               "class names" if evaluate else "the labels the model folder records")
+    group.add_argument("--labels", nargs="+", metavar="TEXT",
+                       help=f"zero-shot models: the candidate labels, e.g. --labels 'a cat' 'a dog' (default: {default})")
+    group.add_argument("--template", nargs="+", metavar="TEXT",
+                       help="zero-shot models: the prompt each label is put into, with {} where the label goes; "
+                            "several: their text features are averaged (default: the model folder's, else "
+                            "'This is a photo of {}.')")
+
+
+def zero_shot_arguments(args: argparse.Namespace) -> dict:
+    """``candidate_labels``/``hypothesis_template`` keyword arguments from ``--labels``/``--template``."""
+    template = getattr(args, "template", None)
+    return {"candidate_labels": getattr(args, "labels", None),
+            "hypothesis_template": template[0] if template and len(template) == 1 else template}
+
+
+def target_label(text: str | None, explainer) -> int | str | None:
+    """``--label`` for this model: a zero-shot model's candidate by text (or index), a classifier's class index."""
+    if text is None:
+        return None
+    if explainer.zero_shot:
+        if text in explainer.candidate_labels or not text.strip().isdigit():
+            return explainer.adapter.text.index(text)
+        return explainer.adapter.text.index(int(text))
+    try:
+        return int(text)
+    except ValueError:
+        raise MoXIError(f"--label must be a class index (an integer) for a classifier, got {text!r}") from None
+
+
 def add_trust_flag(group) -> None:
     """``--trust-remote-code``: let a model that ships its own Python code run it (off: such a model is refused)."""
     group.add_argument("--trust-remote-code", action="store_true",
@@ -147,12 +183,15 @@ def add_model_flags(parser: argparse.ArgumentParser, output_help: str, default_o
     """Flags shared by ``explain`` and ``compare``: model, images, label, removal, output, batching."""
     group = parser.add_argument_group("model and images")
     group.add_argument("--model", metavar="PATH_OR_ID",
-                       help="HF image classifier: local folder or Hub id (default: the embedded moxi-vit-mnist)")
+                       help="HF image classifier or CLIP/SigLIP zero-shot model: local folder, Hub id or a shipped "
+                            "model's name (moxi-clip-mnist) (default: the embedded moxi-vit-mnist)")
     group.add_argument("--image", nargs="+", metavar="PATH_OR_URL", action="extend",
                        help="image file(s), folder(s) of images or http(s) URL(s) to explain "
                             "(default: the model folder's samples/)")
-    group.add_argument("--label", type=int, metavar="INT",
-                       help="class index to explain for every image (default: the model's prediction)")
+    group.add_argument("--label", metavar="LABEL",
+                       help="class to explain for every image: its index, or for a zero-shot model a candidate "
+                            "label's text (default: the model's prediction)")
+    add_zero_shot_flags(group)
     add_removal_flags(group)
     add_trust_flag(group)
     group.add_argument("--output-dir", default=default_output, metavar="DIR",
@@ -213,13 +252,18 @@ def load_explainer(args: argparse.Namespace):
 
     model = args.model if args.model is not None else os.fspath(default_model_path())
     try:
-        return Explainer.from_pretrained(
+        explainer = Explainer.from_pretrained(
             model, masking=args.masking, reward=args.reward, players_grid=args.players_grid,
             dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code,
+            **zero_shot_arguments(args),
         )
+        explainer.labelled()  # a zero-shot model with no labels anywhere: one line now
     except MoXIError as error:  # speak in flags, not keyword arguments
         raise MoXIError(str(error).replace("masking='pixel'", "--masking pixel")
-                        .replace("use players_grid", "use --players-grid")) from None
+                        .replace("use players_grid", "use --players-grid")
+                        .replace("the logit reward", "--reward logit")) from None
+    args.label = target_label(args.label, explainer)
+    return explainer
 
 
 @dataclass
@@ -245,8 +289,8 @@ def url_file_name(url: str) -> str:
 def resolve_images(args: argparse.Namespace) -> list[InputImage]:
     """``--image`` files (a folder: its image files), or the ``samples/`` of the model folder when none are given."""
     if not args.image:
-        model_dir = Path(args.model) if args.model is not None else default_model_path()
-        found = sample_images(model_dir) if model_dir.is_dir() else []
+        model_dir = model_folder(args.model) if args.model is not None else default_model_path()
+        found = sample_images(model_dir) if model_dir is not None else []
         if not found:
             raise MoXIError(f"no --image given and the model {args.model!r} has no samples/ folder of images; "
                             "pass --image PATH")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..errors import MoXIError
 from ..options import CURVES, DEFAULT_DATASET, DEFAULT_NUM_IMAGES, METHOD_NAMES, METHOD_OPTIONS
@@ -19,7 +20,9 @@ from .common import (
     add_removal_flags,
     add_sub_command,
     add_trust_flag,
+    add_zero_shot_flags,
     positive_int,
+    zero_shot_arguments,
 )
 
 __all__ = ["add_parser", "config_from_args", "run"]
@@ -60,13 +63,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     model = parser.add_argument_group("model and methods")
     model.add_argument("--model", metavar="PATH_OR_ID",
-                       help="HF image classifier: local folder or Hub id (default: the embedded moxi-vit-mnist)")
+                       help="HF image classifier or CLIP/SigLIP zero-shot model: local folder, Hub id or a shipped "
+                            "model's name (default: the embedded moxi-vit-mnist)")
     model.add_argument("--methods", nargs="+", choices=METHOD_NAMES, metavar="METHOD",
                        help=f"methods to evaluate (default: all the model supports: {', '.join(METHOD_NAMES)})")
     model.add_argument("--curves", nargs="+", choices=CURVES, default=list(CURVES), metavar="CURVE",
                        help="insertion and/or deletion (default: both)")
     add_removal_flags(model, device_choices=("auto", *DEVICE_CHOICES), device_default="auto",
                       device_help="auto: each process's accelerator as Accelerate assigns it, else CPU (default: auto)")
+    add_zero_shot_flags(model, evaluate=True)
     add_batch_size_flag(model)
     add_trust_flag(model)
 
@@ -99,7 +104,7 @@ def config_from_args(args: argparse.Namespace):
     # every flag is named like its config field (a flag not given keeps the field's default); two need converting
     given = {field.name: getattr(args, field.name) for field in fields(EvaluationConfig)
              if getattr(args, field.name, None) is not None}
-    return EvaluationConfig(**{**given, "curves": list(dict.fromkeys(args.curves)),
+    return EvaluationConfig(**{**given, "curves": list(dict.fromkeys(args.curves)), **zero_shot_arguments(args),
                                "device": None if args.device == "auto" else args.device})
 
 
@@ -110,7 +115,10 @@ def run(args: argparse.Namespace) -> int:
 
     curves = evaluate(config_from_args(args))
     if not args.quiet and PartialState().is_main_process and not args.push_to_hub:  # a push printed them already
-        print(format_summary(curves))
+        from ..artifacts import CONFIG_FILE
+        from ..fileio import read_json
+
+        print(format_summary(curves, read_json(Path(args.output_dir) / CONFIG_FILE)))
         print(f"results in {args.output_dir}", file=sys.stderr)
     return 0
 

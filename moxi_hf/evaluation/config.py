@@ -67,6 +67,10 @@ class _EvaluationSettings:
     interactions: bool = False  # MoXI rows also get gains and the interaction map (moxi_hf.interactions)
     interaction_top: int = DEFAULT_INTERACTION_TOP  # K: players of the order in the interaction map (at least 2)
     trust_remote_code: bool = False  # run Python code shipped with the model (never unless asked)
+    # zero-shot models: the classes as text; default the model's recorded labels when they are as many as the
+    # dataset's classes (matched by index), else the dataset's class names, in the template (see .data)
+    candidate_labels: Sequence[str] | None = None
+    hypothesis_template: str | Sequence[str] | None = None  # default: the model's, else the pipeline's prompt
 
     def validate(self) -> None:
         if self.num_images is not None and self.per_class is not None:

@@ -25,6 +25,7 @@ __all__ = [
     "match_labels",
     "open_dataset",
     "shuffled_examples",
+    "zero_shot_explainer",
 ]
 
 #: images per forward pass while selecting correctly classified images (fixed: selection runs on the main process)
@@ -146,6 +147,19 @@ def match_labels(dataset_names: Sequence[str], model_names: Sequence[str | None]
     raise MoXIError(f"the dataset's {len(dataset_names)} classes ({_some(list(dataset_names))}) match the model's "
                     f"{len(model)} labels ({_some(shown)}) neither by name nor by count; evaluate a dataset of this "
                     "model's classes (class folders named like its labels)")
+
+
+def zero_shot_explainer(explainer, source: DataSource, given: bool):
+    """The zero-shot explainer an evaluation of ``source`` uses: its labels as given (``given``), else the model's
+    recorded labels when they are as many as the dataset's classes (matched by index, or by name where the names
+    agree), else the dataset's class names in the explainer's template."""
+    labels = explainer.candidate_labels
+    if given or (labels and (source.num_classes is None or len(labels) == source.num_classes)):
+        return explainer.labelled()
+    if not source.label_names:
+        raise MoXIError("the dataset names no classes (its label column is not a ClassLabel) and the model records no "
+                        "candidate labels as many as them: give the candidate labels (--labels), one per class index")
+    return explainer.with_candidate_labels([str(name) for name in source.label_names])
 
 
 def _has_images(folder: str) -> bool:

@@ -69,22 +69,24 @@ def write_outputs(output_dir: Path, explainer: Explainer, source: DataSource, co
         plots[name] = plot_heatmap_grid(rows, methods, curve, by_index, label_names, HEATMAP_IMAGES)
     selection_summary = {key: value for key, value in selection.items() if key != "images"}
     selection_summary["num_images"] = n_images
+    if explainer.zero_shot and selection.get("scanned"):  # the classes named by text: how often the top one is right
+        selection_summary["zero_shot_accuracy"] = selection["correct"] / selection["scanned"]
     final = {**record, "selection": selection_summary}
     chosen = _cam_layers(explainer, source, config, selection["images"][:1], methods)
     if chosen:
         final["method_settings"] = chosen
     save_artifacts(output_dir, rows, summary, final, label_names, plots, pictures=pictures if embed else None)
     if config.push_to_hub:
-        _push(output_dir, summary, config)
+        _push(output_dir, summary, config, final)
     return summary
 
 
-def _push(output_dir: Path, summary: dict, config: EvaluationConfig) -> None:
+def _push(output_dir: Path, summary: dict, config: EvaluationConfig, record: dict) -> None:
     """Print the results and the folder, then upload; a failure says the results are saved and how to retry."""
     from ..artifacts import hub
 
     if not config.quiet:
-        print(format_summary(summary), flush=True)
+        print(format_summary(summary, record), flush=True)
         print(f"results saved in {output_dir}; pushing to dataset repo {config.push_to_hub}", file=sys.stderr)
     try:
         url = hub.push_artifacts(output_dir, config.push_to_hub, private=config.hub_private)

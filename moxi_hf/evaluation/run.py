@@ -19,7 +19,7 @@ from ..explainer import Explainer
 from ..fileio import package_versions, write_json
 from . import state
 from .config import DEFAULT_NUM_IMAGES, EvaluationConfig, method_options
-from .data import DataSource, is_local, open_dataset
+from .data import DataSource, is_local, open_dataset, zero_shot_explainer
 from .devices import process_state, resolve_device
 from .outputs import write_outputs
 from .selection import select_images
@@ -108,8 +108,12 @@ def evaluate(config: EvaluationConfig) -> dict:
     device = resolve_device(process, config.device)
     explainer = Explainer.from_pretrained(model, masking=config.masking, reward=config.reward,
                                           players_grid=config.players_grid, dtype=config.dtype, device=device,
-                                          trust_remote_code=config.trust_remote_code)
+                                          trust_remote_code=config.trust_remote_code,
+                                          candidate_labels=config.candidate_labels,
+                                          hypothesis_template=config.hypothesis_template)
     source = open_dataset(config)
+    if explainer.zero_shot:
+        explainer = zero_shot_explainer(explainer, source, given=config.candidate_labels is not None)
     source.match_model(explainer.label_names(), quiet=config.quiet or not main)
     methods = methods_for(explainer, config.methods)
     curves = list(config.curves)

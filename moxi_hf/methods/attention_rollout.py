@@ -1,4 +1,4 @@
-"""Attention rollout baseline (ViT-family token models)."""
+"""Attention rollout baseline (ViT-family token models, CLIP and SigLIP vision towers)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import torch
 
 from ..cost import Cost
 from ..errors import MoXIError
+from ..loading import quiet_transformers
+from ..modeling import TokenRemovalImageText
 from ..options import check_curve
 from ..removal import TokenRemoval
 from ..value import ValueFunction
 from .base import Attribution, Method, order_by_score, register_method
 
-__all__ = ["AttentionRollout", "rollout", "eager_view"]
+__all__ = ["AttentionRollout", "rollout", "eager_view", "probe_attention"]
 
 
 def rollout(attentions: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -35,7 +37,8 @@ def eager_view(model: torch.nn.Module) -> torch.nn.Module:
     """
     memo = {id(tensor): tensor for tensor in (*model.parameters(), *model.buffers())}
     view = copy.deepcopy(model, memo)
-    view.set_attn_implementation("eager")
+    with quiet_transformers():  # a classifier built from a CLIP/SigLIP config has no text tower to switch, and says so
+        view.set_attn_implementation("eager")
     return view
 
 
@@ -44,8 +47,11 @@ class AttentionRollout(Method):
     """Score of a patch = the CLS row of the rolled-out attention at that patch.
 
     Registers and DeiT's distillation token are special tokens: their columns are dropped. For
-    a model without a CLS token (I-JEPA, whose head averages all tokens) the score is the mean of
-    all rows of the rollout: the attention flow into the averaged output.
+    a model without a CLS token (I-JEPA, SigLIP's classifier, whose heads average all tokens) the
+    score is the mean of all rows of the rollout: the attention flow into the averaged output.
+    Image-text models run their vision tower only: CLIP's CLS row (its image feature is CLS);
+    SigLIP's pooling head attends over the last layer's tokens, so its score is that attention
+    (mean over heads) times the rollout, the flow into the pooled feature.
     """
 
     name = "attention-rollout"
@@ -68,13 +74,28 @@ class AttentionRollout(Method):
         if reason:
             raise MoXIError(reason)
         model = eager_view(adapter.model)
+        image_text = isinstance(model, TokenRemovalImageText)
         with torch.no_grad():
             pixel_values = game.pixel_values.to(adapter.device, adapter.dtype)
-            outputs = model(pixel_values=pixel_values, output_attentions=True, **adapter.forward_kwargs)
-        if not outputs.attentions:
-            raise MoXIError(f"{type(model).__name__} returned no attention weights")
-        special = adapter.num_special_tokens
-        joint = rollout(outputs.attentions)
-        rows = joint[:, 0, special:] if special else joint.mean(dim=1)
+            # an image-text model: its vision tower alone (the text side has no attention over patches)
+            runner = model.backbone if image_text else model
+            outputs = runner(pixel_values=pixel_values, output_attentions=True, **adapter.forward_kwargs)
+            if not outputs.attentions:
+                raise MoXIError(f"{type(model).__name__} returned no attention weights")
+            special = adapter.num_special_tokens
+            joint = rollout(outputs.attentions)
+            if special:
+                rows = joint[:, 0, special:]
+            elif image_text:  # SigLIP: the pooling head's probe attends over the last layer's tokens
+                rows = (probe_attention(model.backbone.head, outputs.last_hidden_state).unsqueeze(1) @ joint)[:, 0]
+            else:
+                rows = joint.mean(dim=1)
         scores = game.players.from_patch_scores(rows.cpu())
         return Attribution(order_by_score(scores), scores)
+
+
+def probe_attention(head: torch.nn.Module, hidden_state: torch.Tensor) -> torch.Tensor:
+    """The attention (B, N) of a ``SiglipMultiheadAttentionPoolingHead``'s probe over tokens (B, N, D), mean over heads."""
+    probe = head.probe.expand(hidden_state.shape[0], -1, -1)
+    _, weights = head.attention(probe, hidden_state, hidden_state, need_weights=True, average_attn_weights=True)
+    return weights[:, 0].float()

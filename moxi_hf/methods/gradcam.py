@@ -80,14 +80,16 @@ def cam_layer(adapter, pixel_values: torch.Tensor) -> tuple[torch.nn.Module, str
 
 
 def cam_activations(game: ValueFunction) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """Activations A and gradients G = ∂z_y/∂A of the CAM layer, as (B, N, D) over the patch grid, and its name.
+    """Activations A and gradients G = ∂t/∂A of the CAM layer, as (B, N, D) over the patch grid, and its name.
+
+    t is the adapter's :meth:`~moxi_hf.removal.RemovalAdapter.gradient_target`: the label's logit z_y of a
+    classifier, the chosen reward of a zero-shot model (for CLIP, the label against the other candidates).
 
     The model is left as it was: the capturing hook only records this thread's forward and is
     removed before returning; gradients are taken with ``torch.autograd.grad`` (nothing is
     accumulated into the parameters' ``.grad``).
     """
     adapter = game.adapter
-    model = adapter.model
     pixel_values = game.pixel_values.to(adapter.device, adapter.dtype)
     layer, name = cam_layer(adapter, pixel_values)
     captured: list[torch.Tensor] = []
@@ -100,9 +102,9 @@ def cam_activations(game: ValueFunction) -> tuple[torch.Tensor, torch.Tensor, st
     hook = layer.register_forward_hook(keep)
     try:
         with torch.enable_grad():
-            logits = model(pixel_values=pixel_values, **adapter.forward_kwargs).logits
+            logits = adapter.differentiable_logits(pixel_values)
             output = captured[-1]
-            target = logits.float().gather(1, game.labels.to(logits.device).unsqueeze(1)).sum()
+            target = adapter.gradient_target(logits, game.labels.to(logits.device), game.reward).sum()
             (gradient,) = torch.autograd.grad(target, output)
     finally:
         hook.remove()

@@ -10,7 +10,8 @@ from ..errors import MoXIError
 from ..options import check_curve
 from ..value import ValueFunction
 
-__all__ = ["CurveOutput", "auc", "curve_coalitions", "heatmap_from_order", "measure_curves", "patches_needed"]
+__all__ = ["CurveOutput", "auc", "curve_coalitions", "heatmap_from_order", "measure_curves", "measure_final_orders",
+           "patches_needed"]
 
 
 class CurveOutput(NamedTuple):
@@ -77,3 +78,33 @@ def auc(curve):
     import numpy as np
 
     return np.asarray(curve, dtype=np.float64).mean(axis=-1)
+
+
+def measure_final_orders(game: ValueFunction, attributions: dict, methods: list, curves: list[str]) -> dict:
+    """(method name, curve) -> (p(label), predicted class) (B, K + 1) along each method's final order.
+
+    ``attributions``: (method name, curve) -> :class:`moxi_hf.methods.Attribution`; ``methods``: the
+    :class:`moxi_hf.Method` instances. All complete orders of a curve are measured in one call; an
+    incomplete order (early stop) keeps the curve its method measured on its way.
+    """
+    measured = {}
+    n_images, n_players = game.n_images, game.n_players
+    for curve in curves:
+        complete = []
+        for method in methods:
+            attribution = attributions[(method.name, curve)]
+            if attribution.lengths is None and attribution.order.shape[1] == n_players:
+                complete.append(method.name)
+            elif method.depends_on_curve and attribution.curve_probabilities is not None:
+                measured[(method.name, curve)] = (attribution.curve_probabilities, attribution.curve_predictions)
+            else:
+                raise MoXIError(f"{method.name} stopped early; its order has no {curve} curve")
+        if not complete:
+            continue
+        orders = torch.cat([attributions[(name, curve)].order for name in complete])
+        with torch.no_grad():
+            out = measure_curves(game, orders, curve, torch.arange(n_images).repeat(len(complete)))
+        for number, name in enumerate(complete):
+            part = slice(number * n_images, (number + 1) * n_images)
+            measured[(name, curve)] = (out.probabilities[part], out.predictions[part])
+    return measured
