@@ -188,6 +188,9 @@ class ValueFunction:
         self.on_chunk = on_chunk
         self.prepared = adapter.prepare(pixel_values)
         self.calls = 0  # coalitions evaluated so far (forward passes of one sequence)
+        #: cost units sent through the model so far (RemovalAdapter.cost summed over the coalitions):
+        #: token-forwards for token removal (kept patches + special tokens), one per coalition for pixel masking
+        self.tokens = 0
 
     @property
     def n_players(self) -> int:
@@ -221,6 +224,7 @@ class ValueFunction:
             groups = [(self.players.n_patches, torch.arange(coalitions.shape[0]))]
         for kept, rows in groups:
             cost = self.adapter.cost(kept)
+            self.tokens += rows.numel() * cost
             chunk = _even_chunk(rows.numel(), max(1, min(self.max_batch_size, self.chunk_cost // cost)))
             for start in range(0, rows.numel(), chunk):
                 part = rows[start : start + chunk]
