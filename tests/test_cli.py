@@ -220,6 +220,9 @@ def test_explain_compare_flag_writes_compare_png(tmp_path, samples, capsys):
     ["explain", "--method", "lime"],
     ["explain", "--curve", "sideways"],
     ["explain", "--players-grid", "0"],
+    ["explain", "--budget", "slow"],
+    ["explain", "--budget", "fast", "--candidates", "0"],
+    ["explain", "--budget", "fast", "--refresh", "-1"],
     ["compare", "--methods", "nope"],
     ["frobnicate"],
 ])
@@ -248,6 +251,10 @@ def bad_inputs(tmp_path_factory):
     ("label-out-of-range", "label 10 is out of range"),
     ("players-grid", "does not divide"),
     ("early-stop-gradcam", "--early-stop only applies to --method moxi"),
+    ("budget-gradcam", "--budget only applies to --method moxi, not gradcam"),
+    ("budget-early-stop", "cannot be combined with early_stop (--early-stop)"),
+    ("candidates-exact", "candidates, refresh and warmup apply to budget 'fast' (--budget fast)"),
+    ("compare-budget-gradcam", "--budget only applies to moxi, which is not among the methods (gradcam)"),
     ("compare-label-out-of-range", "label 10 is out of range"),
     ("compare-missing-image", "does not exist"),
 ])
@@ -264,6 +271,10 @@ def test_runtime_errors_exit_1_with_one_line(case, message, bad_inputs, resnet_d
         "label-out-of-range": ["--image", image, "--label", "10"],
         "players-grid": ["--image", image, "--players-grid", "3"],
         "early-stop-gradcam": ["--image", image, "--method", "gradcam", "--early-stop"],
+        "budget-gradcam": ["--image", image, "--method", "gradcam", "--budget", "fast"],
+        "budget-early-stop": ["--image", image, "--budget", "fast", "--early-stop"],
+        "candidates-exact": ["--image", image, "--candidates", "4"],
+        "compare-budget-gradcam": ["compare", "--image", image, "--methods", "gradcam", "--budget", "fast"],
     }[case]
     command = argv.pop(0) if argv[0] == "compare" else "explain"
     code, out, err = run_main([command, "--quiet", "--output-dir", str(tmp_path), *argv], capsys)

@@ -25,7 +25,9 @@ from moxi_hf.artifacts import SCHEMA_VERSION
 from moxi_hf.cli import main
 from moxi_hf.errors import MoXIError
 from moxi_hf.evaluation import EvaluationConfig, evaluate
+from moxi_hf.evaluation.config import method_options
 from moxi_hf.metrics import aggregate_curves
+from moxi_hf.options import BUDGETS
 
 REPO = Path(__file__).resolve().parent.parent
 NUM_IMAGES = 40
@@ -122,7 +124,8 @@ def test_output_folder_selection_and_curves(setup, single):
     for name in ("plots/curves.png", "plots/heatmaps.png", "plots/heatmaps_deletion.png", "README.md"):
         assert (single / name).is_file(), name
     assert config["kind"] == "evaluate" and config["methods"] == ["moxi", "full-shapley", "gradcam"]
-    assert config["method_options"] == {"full-shapley": {"num_samples": 4, "seed": 0, "sampler": "permutation"}}
+    assert config["method_options"] == {"moxi": {"budget": "exact"},
+                                        "full-shapley": {"num_samples": 4, "seed": 0, "sampler": "permutation"}}
     # Grad-CAM's own choice of layer: the last encoder layer's first LayerNorm of this 2-layer ViT.
     assert config["method_settings"] == {"gradcam": {"cam_layer": "vit.layers.1.layernorm_before"}}
     assert {"torch", "transformers", "datasets", "accelerate"} <= set(config["versions"])
@@ -581,3 +584,29 @@ def test_interactions_are_stored_for_moxi_rows_and_summarised(setup, tmp_path, c
     assert "interaction_top" in capsys.readouterr().err
     with pytest.raises(MoXIError, match="interaction-top"):
         EvaluationConfig(output_dir=str(tmp_path / "x"), interaction_top=1).validate()
+
+
+def test_budget_runs_end_to_end_and_is_recorded(setup, tmp_path, capsys):
+    output = tmp_path / "budget"
+    assert main(["evaluate", *_args(setup, output, ["--num-images", "2", "--methods", "moxi", "--budget", "fast",
+                                                    "--candidates", "3", "--refresh", "4", "--interactions",
+                                                    "--device", "cpu", "--quiet"])]) == 0
+    config = json.loads((output / "config.json").read_text())
+    assert config["method_options"] == {"moxi": {"budget": "fast", "candidates": 3, "refresh": 4}}
+    rows = _rows(output)
+    assert len(rows) == 4
+    for row in rows:
+        assert sorted(row["order"]) == list(range(16)) and len(row["accuracy_curve"]) == 17
+        np.testing.assert_allclose(np.add(row["gains"]["self"], row["gains"]["interaction"]), row["gains"]["total"],
+                                   atol=1e-5)
+    # fast alone takes its preset, which the settings name
+    preset = BUDGETS["fast"]
+    alone = EvaluationConfig(output_dir=str(tmp_path / "x"), methods=["moxi"], budget="fast")
+    assert method_options("moxi", alone) == {"budget": "fast", **preset}
+    capsys.readouterr()
+    for extra, message in ((["--methods", "gradcam", "--budget", "fast"], "--budget only applies to moxi"),
+                           (["--methods", "moxi", "--candidates", "3"], "apply to budget 'fast'")):
+        assert main(["evaluate", *_args(setup, tmp_path / "refused", ["--num-images", "1", "--quiet", *extra])]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("moxi: error: ") and message in err, err
+    assert not (tmp_path / "refused").exists()

@@ -56,7 +56,8 @@ def test_method_options_are_declared_once_and_drive_the_flags():
     add_method_option_flags(parser)
     flags = {action.option_strings[0] for action in parser._actions if action.option_strings[0] != "-h"}
     declared = {option.flag for options in METHOD_OPTIONS.values() for option in options if option.cli}
-    assert flags == declared == {"--num-samples", "--seed", "--sampler", "--early-stop"}
+    assert flags == declared == {"--num-samples", "--seed", "--sampler", "--early-stop", "--budget", "--candidates",
+                                 "--refresh", "--warmup"}
     args = parser.parse_args(["--num-samples", "5", "--sampler", "original"])
     assert method_options("full-shapley", args) == {"num_samples": 5, "sampler": "original"}
     with pytest.raises(moxi_hf.MoXIError, match="--num-samples only applies to --method full-shapley, not moxi"):

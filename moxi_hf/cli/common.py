@@ -84,6 +84,17 @@ def positive_int(text: str) -> int:
     return _int_at_least(text, 1, "a positive integer")
 
 
+def int_at_least(minimum: int):
+    """The argparse type of an integer option declared with a ``minimum``."""
+    if minimum == 1:
+        return positive_int
+
+    def parse(text: str) -> int:
+        return _int_at_least(text, minimum, f"an integer of at least {minimum}")
+
+    return parse
+
+
 def interaction_top(text: str) -> int:
     """argparse type of ``--interaction-top``: an integer K ≥ 2 (a pair needs two players)."""
     return _int_at_least(text, 2, "an integer of at least 2 (a pair needs two players)")
@@ -220,14 +231,15 @@ def add_method_option_flags(parser: argparse.ArgumentParser, curve_safe_only: bo
     for flag, (option, _methods) in _cli_options(curve_safe_only).items():
         if option.name in skip:
             continue
-        text = f"{option.help} (default: {option.default})"
+        text = option.help if option.default is None else f"{option.help} (default: {option.default})"
         if option.type is bool:
             group.add_argument(flag, action="store_true", default=option.default if defaults else None, help=text)
+        elif option.choices:
+            group.add_argument(flag, choices=option.choices, default=option.default if defaults else None, help=text)
         else:
-            kind = option.type if option.minimum is None else positive_int if option.minimum == 1 else (
-                lambda text, minimum=option.minimum: _int_at_least(text, minimum, f"an integer of at least {minimum}"))
-            group.add_argument(flag, type=kind, default=option.default if defaults else None, choices=option.choices,
-                               metavar=None if option.choices else option.name.split("_")[-1][0].upper(), help=text)
+            kind = option.type if option.minimum is None else int_at_least(option.minimum)
+            group.add_argument(flag, type=kind, default=option.default if defaults else None,
+                               metavar=option.name.split("_")[-1][0].upper(), help=text)
 
 
 def method_options(method: str, args: argparse.Namespace, strict: bool = True, curve_safe_only: bool = False) -> dict:
@@ -244,6 +256,15 @@ def method_options(method: str, args: argparse.Namespace, strict: bool = True, c
             only = " or ".join(f"--method {name}" for name in methods)
             raise MoXIError(f"{flag} only applies to {only}, not {method}")
     return options
+
+
+def refuse_unused_options(methods: Sequence[str], args: argparse.Namespace) -> None:
+    """A method-option flag given although none of ``methods`` declares it is an error naming the methods."""
+    for flag, (option, declaring) in _cli_options().items():
+        value = getattr(args, option.name, None)
+        if value is not None and value is not False and not set(declaring) & set(methods):
+            only = " or ".join(declaring)
+            raise MoXIError(f"{flag} only applies to {only}, which is not among the methods ({', '.join(methods)})")
 
 
 def load_explainer(args: argparse.Namespace):

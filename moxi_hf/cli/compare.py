@@ -34,6 +34,7 @@ from .common import (
     method_options,
     output_names,
     readable_images,
+    refuse_unused_options,
 )
 
 __all__ = ["COMPARE_FILES", "add_parser", "compare_images", "run"]
@@ -126,8 +127,12 @@ def compare_images(explainer, images: Sequence[InputImage], names: Sequence[str]
 def run(args: argparse.Namespace) -> int:
     from ..artifacts import prepare_output_dir, publishable_config, run_settings
     from ..fileio import package_versions, write_json
+    from ..methods import get_method
 
     methods = list(dict.fromkeys(args.methods or METHOD_NAMES))
+    refuse_unused_options(methods, args)
+    for name in methods:  # bad option values fail here, before the model loads
+        get_method(name, **method_options(name, args, strict=False, curve_safe_only=True))
     explicit = bool(args.methods)
     output_dir = Path(args.output_dir)
     images, bad = readable_images(args)  # before loading the model

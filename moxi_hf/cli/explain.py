@@ -102,8 +102,10 @@ def explain_images(explainer, images: Sequence[InputImage], names: Sequence[str]
 
 def run(args: argparse.Namespace) -> int:
     from ..artifacts import prepare_output_dir, save_explanations
+    from ..methods import get_method
 
     options = method_options(args.method, args, strict=True)
+    get_method(args.method, **options)  # bad option values fail here, before the model loads
     if args.methods and not args.compare:
         raise MoXIError("--methods only applies with --compare (or use `moxi compare`)")
     if args.interaction_top is not None and not args.interactions:

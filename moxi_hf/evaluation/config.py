@@ -22,6 +22,7 @@ from ..options import (
     METHOD_OPTIONS,
     Option,
     check_curve,
+    resolve_budget,
 )
 
 __all__ = ["DEFAULT_DATASET", "DEFAULT_NUM_IMAGES", "EvaluationConfig", "method_options"]
@@ -100,6 +101,26 @@ class _EvaluationSettings:
 
         for method in self.methods or METHOD_NAMES:  # each method checks its own options (e.g. the sampler)
             get_method(method, **method_options(method, self))
+        for option, declaring in _options_set(self).items():
+            if self.methods is not None and not set(declaring) & set(self.methods):
+                raise MoXIError(f"{option.flag} only applies to {' or '.join(declaring)}, which is not among the "
+                                f"methods ({', '.join(self.methods)})")
+
+
+#: config fields that are also method options but serve the whole run (the seed also shuffles the dataset)
+_SHARED_FIELDS = ("seed",)
+
+
+def _options_set(config) -> dict:
+    """Evaluated method options whose value differs from their default -> the methods declaring them."""
+    found: dict = {}
+    for method, options in METHOD_OPTIONS.items():
+        for option in options:
+            if option.name in _SHARED_FIELDS or option.name not in _evaluated_options():
+                continue
+            if getattr(config, option.name, option.default) != option.default:
+                found.setdefault(option, []).append(method)
+    return found
 
 
 #: the settings above plus one field per evaluated method option (``seed``, ``num_samples``, ...): its
@@ -114,6 +135,14 @@ EvaluationConfig = make_dataclass(
 
 
 def method_options(name: str, config) -> dict:
-    """The options of method ``name`` taken from the config fields of the same name (declared per method)."""
-    return {option.name: getattr(config, option.name) for option in METHOD_OPTIONS.get(name, ())
-            if option.name in _evaluated_options() and hasattr(config, option.name)}
+    """The options of method ``name`` taken from the config fields of the same name (declared per method).
+
+    Options left unset (None) are left out; a budget other than exact gets its candidates, refresh and
+    warmup resolved, so the recorded settings name them.
+    """
+    options = {option.name: getattr(config, option.name) for option in METHOD_OPTIONS.get(name, ())
+               if option.name in _evaluated_options() and hasattr(config, option.name)}
+    if options.get("budget", "exact") != "exact":
+        options["candidates"], options["refresh"], options["warmup"] = resolve_budget(
+            options["budget"], options.get("candidates"), options.get("refresh"), options.get("warmup"))
+    return {key: value for key, value in options.items() if value is not None}
