@@ -19,7 +19,8 @@ __all__ = ["Cost", "curve_cost"]
 class Cost:
     """Coalitions one image costs: ``sizes`` maps a coalition size (players present) to how many.
 
-    ``exact`` False: an upper bound (a method that may stop early). Costs add (``a + b``) and scale
+    ``exact`` False: an estimate (an upper bound for a method that may stop early, a lower bound for
+    MoXI's budget, whose work grows when the label changes late). Costs add (``a + b``) and scale
     with the number of images (``cost * 8``).
     """
 

@@ -89,6 +89,18 @@ def test_schedule_evaluates_every_player_at_the_start_and_every_refresh_steps(re
     assert [sizes.count(size) for size in range(1, 9)] == per_step  # coalitions of size k + 1 are step k's
 
 
+@pytest.mark.parametrize("curve, label_step", [("insertion", 0), ("deletion", 3)])
+def test_step_coalitions_say_beforehand_what_a_run_evaluates(curve, label_step):
+    for method in (MoXI(), budgeted(2, 3), budgeted(2, 100, 2), budgeted(3, 4, 1)):
+        game = CountingGame(additive, 8)
+        method.attribute(game, curve)
+        sizes = [len(subset) for subset in game.asked[1:]]
+        step_sizes = range(1, 9) if curve == "insertion" else range(7, -1, -1)
+        assert [sizes.count(size) for size in step_sizes] == method.step_coalitions(8, label_step)
+    assert MoXI().step_coalitions(8) == list(range(8, 0, -1))
+    assert budgeted(2, 100).step_coalitions(8) == MoXI().step_coalitions(8)  # the label never changes
+
+
 def test_every_player_is_evaluated_until_the_label_is_reached():
     never = CountingGame(lambda subset: -1.0 - len(subset), 8)  # v < 0 everywhere: the label is never reached
     budgeted(2, 100).attribute(never, "insertion")

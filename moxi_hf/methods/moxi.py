@@ -76,17 +76,40 @@ class MoXI(Method):
         self.budget = budget
         self.progress = progress
 
-    def cost(self, n_players: int, curve: str) -> Cost:
-        """v(∅) (or v(N)), then P − s candidates of size s + 1 (insertion) or P − s − 1 (deletion) at step s.
+    def cost(self, n_players: int, curve: str, label_step: int | None = None) -> Cost:
+        """v(∅) (or v(N)), then the coalitions of each greedy step (:meth:`step_coalitions`), of size s + 1
+        (insertion) or P − s − 1 (deletion) at step s.
 
-        With ``early_stop`` an image may stop sooner: the cost is then an upper bound.
+        Exact greedy: P − s coalitions at step s. With ``early_stop`` an image may stop sooner (the cost is an
+        upper bound). With a budget the count depends on the step at which the label changes, known only
+        once the image is explained; ``label_step`` None estimates it within the warmup, as a confident
+        model does (insertion reaches the label after a patch or two): a lower bound when it changes later.
+        Either way ``exact`` is False.
         """
         insertion = check_curve(curve) == "insertion"
-        steps = min(n_players, self.max_players or n_players)
+        budgeted = self.candidates is not None
+        counts = self.step_coalitions(n_players, 0 if budgeted and label_step is None else label_step)
         sizes = {0 if insertion else n_players: 1}
+        for step, count in enumerate(counts):
+            sizes[step + 1 if insertion else n_players - step - 1] = count
+        return Cost(sizes, exact=not (self.early_stop or budgeted))
+
+    def step_coalitions(self, n_players: int, label_step: int | None = None) -> list[int]:
+        """Coalitions evaluated at each greedy step of one image (before v(∅)/v(N), which is one more).
+
+        Step t's coalitions hold t + 1 players (insertion) or P − t − 1 (deletion). With a budget
+        the count depends on ``label_step``, the step at which the label is reached (insertion) or
+        lost (deletion): None assumes it never happens (the most work), 0 that it happens at the
+        first step (the least).
+        """
+        steps = min(n_players, self.max_players or n_players)
+        label_step = n_players if label_step is None else label_step
+        counts = []
         for step in range(steps):
-            sizes[step + 1 if insertion else n_players - step - 1] = n_players - step
-        return Cost(sizes, exact=not self.early_stop)
+            width = n_players - step
+            full = step <= label_step or self._full_step(step, width)
+            counts.append(width if full else min(self.candidates, width))
+        return counts
 
     def _full_step(self, step: int, width: int) -> bool:
         """Whether a step evaluates every remaining player of every image (the budget's schedule)."""
