@@ -592,7 +592,7 @@ def test_budget_runs_end_to_end_and_is_recorded(setup, tmp_path, capsys):
                                                     "--candidates", "3", "--refresh", "4", "--interactions",
                                                     "--device", "cpu", "--quiet"])]) == 0
     config = json.loads((output / "config.json").read_text())
-    assert config["method_options"] == {"moxi": {"budget": "fast", "candidates": 3, "refresh": 4}}
+    assert config["method_options"] == {"moxi": {"budget": "fast", "candidates": 3, "refresh": 4, "warmup": 8}}
     rows = _rows(output)
     assert len(rows) == 4
     for row in rows:

@@ -68,36 +68,29 @@ DEVICE_CHOICES = ("cpu", "cuda")
 INTERRUPTED = 130
 
 
-def _int_at_least(text: str, minimum: int, expected: str) -> int:
-    """An argparse value: an integer ≥ ``minimum``, else a usage error (exit 2) saying ``expected``."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer ≥ 1."""
-    return _int_at_least(text, 1, "a positive integer")
-
-
-def int_at_least(minimum: int):
-    """The argparse type of an integer option declared with a ``minimum``."""
-    if minimum == 1:
-        return positive_int
+def int_at_least(minimum: int, expected: str | None = None):
+    """The argparse type of an integer ≥ ``minimum``: a usage error (exit 2) saying ``expected`` otherwise."""
+    expected = expected or ("a positive integer" if minimum == 1 else f"an integer of at least {minimum}")
 
     def parse(text: str) -> int:
-        return _int_at_least(text, minimum, f"an integer of at least {minimum}")
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+        return value
 
     return parse
 
 
+#: argparse type: an integer ≥ 1
+positive_int = int_at_least(1)
+
+
 def interaction_top(text: str) -> int:
     """argparse type of ``--interaction-top``: an integer K ≥ 2 (a pair needs two players)."""
-    return _int_at_least(text, 2, "an integer of at least 2 (a pair needs two players)")
+    return int_at_least(2, "an integer of at least 2 (a pair needs two players)")(text)
 
 
 def add_threads_flag(parser: argparse.ArgumentParser, dest: str = "threads") -> None:
