@@ -131,15 +131,21 @@ class NaiveMoXI:
         orders = torch.empty(len(labels), n, dtype=torch.long)
         return curve == "insertion", pixel_values.to(self.dtype), labels, n, orders, Counter()
 
-    def moxi(self, pixel_values: torch.Tensor, labels, curve: str = "insertion") -> NaiveResult:
-        """Greedy MoXI orders (B, N), one image at a time, all N candidates at every step."""
+    def moxi(self, pixel_values: torch.Tensor, labels, curve: str = "insertion", steps: int | None = None
+             ) -> NaiveResult:
+        """Greedy MoXI orders (B, N), one image at a time, all N candidates at every step.
+
+        ``steps``: stop after this many greedy steps (orders and step values are then (B, steps)).
+        """
         insertion, pixel_values, labels, n, orders, seen = self._start(pixel_values, labels, curve)
-        step_values = torch.empty(len(labels), n)
-        bar = tqdm(total=len(labels) * n, desc="naive moxi", disable=not self.progress, leave=False)
+        steps = n if steps is None else min(steps, n)
+        orders = orders[:, :steps]
+        step_values = torch.empty(len(labels), steps)
+        bar = tqdm(total=len(labels) * steps, desc="naive moxi", disable=not self.progress, leave=False)
         for image, label in enumerate(labels):
             image_pixels = pixel_values[image : image + 1]
             chosen: list[int] = []
-            for step in range(n):
+            for step in range(steps):
                 rows = []
                 taken = set(chosen)
                 remaining = [p for p in range(n) if p not in taken]

@@ -26,6 +26,7 @@ from .methods import METHODS, Attribution, Method, MoXI, get_method
 from .metrics.curves import measure_final_orders
 from .options import DEFAULT_INTERACTION_TOP, DEFAULT_REWARD, METHOD_NAMES, check_curve
 from .players import Players
+from .progress import WorkBar
 from .removal import RemovalAdapter
 from .value import DEFAULT_MAX_TOKENS, ChunkCallback, ValueFunction, check_label, check_reward
 from .zero_shot import ZeroShotLabels, check_candidate_reward
@@ -207,21 +208,14 @@ class Explainer(ZeroShotLabels):
         """``methods`` (default: every registered method, in registry order) that can explain this model."""
         return [name for name in (methods if methods is not None else METHODS) if self.unsupported_reason(name) is None]
 
-    def _methods(self, methods: Sequence[str | Method], options: Mapping[str, Mapping] | None,
-                 progress: bool = False) -> list[Method]:
-        """Method instances for names (with their ``options``) or instances; refused when one does not apply.
-
-        ``progress``: MoXI built from its name shows its progress bar over greedy steps.
-        """
+    def _methods(self, methods: Sequence[str | Method], options: Mapping[str, Mapping] | None) -> list[Method]:
+        """Method instances for names (with their ``options``) or instances; refused when one does not apply."""
         if isinstance(methods, (str, Method)) or not methods:
             raise MoXIError("methods must be a non-empty list of method names (or Method instances)")
         built = []
         for method in methods:
             if isinstance(method, str):
-                chosen = dict((options or {}).get(method, {}))
-                if progress and method == "moxi":
-                    chosen.setdefault("progress", True)
-                method = get_method(method, **chosen)
+                method = get_method(method, **dict((options or {}).get(method, {})))
             built.append(method)
         names = [method.name for method in built]
         if len(set(names)) != len(names):
@@ -355,7 +349,7 @@ class Explainer(ZeroShotLabels):
                 collection of method names.
             on_chunk: called before each forward chunk with (coalitions, token-forwards); raise to cancel
                 (the exception leaves this call unchanged). :meth:`cost` gives the totals in advance.
-            progress: show MoXI's progress bar over greedy steps.
+            progress: show a progress bar over the token-forwards of the batch (:class:`moxi_hf.progress.WorkBar`).
             candidate_labels, hypothesis_template: a zero-shot model's classes for this call (those not
                 given are the explainer's); their text features are computed once per label set.
 
@@ -372,7 +366,7 @@ class Explainer(ZeroShotLabels):
                 images, methods, curves, labels, options=options, interactions=interactions,
                 interaction_top=interaction_top, on_chunk=on_chunk, progress=progress)
         curves = self._curves(curves)
-        built = self._methods(methods, options, progress)
+        built = self._methods(methods, options)
         self.labelled()  # a zero-shot model without candidate labels is refused before any work
         if isinstance(images, torch.Tensor):
             vision = getattr(self.model.config, "vision_config", self.model.config)  # CLIP, SigLIP: the vision tower's
@@ -387,16 +381,25 @@ class Explainer(ZeroShotLabels):
             views = self.model_views(pil_images)
         predicted = self.predict(pixel_values)
         targets = self.resolve_labels(labels, predicted)
+        bar = None
+        if progress:
+            cost = self.cost(built, curves, interactions=interactions, interaction_top=interaction_top)
+            total = None if cost is None else cost.token_forwards(self.adapter, self.players) * len(predicted)
+            on_chunk = bar = WorkBar(total, "explain", then=on_chunk)
         game = self.value_function(pixel_values, targets, on_chunk=on_chunk)
         attributions: dict[tuple[str, str], Attribution] = {}
-        for method in built:
-            shared = None
-            for curve in curves:
-                if method.depends_on_curve or shared is None:
-                    with torch.no_grad():  # Grad-CAM enables gradients where it needs them
-                        shared = method.attribute(game, curve)
-                attributions[(method.name, curve)] = shared
-        measured = measure_final_orders(game, attributions, built, curves)
+        try:
+            for method in built:
+                shared = None
+                for curve in curves:
+                    if method.depends_on_curve or shared is None:
+                        with torch.no_grad():  # Grad-CAM enables gradients where it needs them
+                            shared = method.attribute(game, curve)
+                    attributions[(method.name, curve)] = shared
+            measured = measure_final_orders(game, attributions, built, curves)
+        finally:
+            if bar is not None:
+                bar.close()
         explanations: dict[tuple[str, str], list[Explanation]] = {}
         for method in built:
             for curve in curves:

@@ -28,6 +28,19 @@ means the timing was disturbed).
 ten random prompts, computed once (``logit_scale`` set to ln 100, trained CLIP's value); naive runs
 the same game with every coalition through the vision tower from ``pixel_values``.
 
+Two more suites (``--suite``) measure the 196-player grid of ViT-B/16 at 224 px:
+
+- ``judge``: the trained 196-player digit judge (``models/moxi-vit-mnist-196``) on its sample
+  digits, exact MoXI against ``budget="fast"``: seconds per image, token-forwards (counted by the
+  value function), and the fidelity of the budget (change in accuracy-AUC and confidence-AUC,
+  patches needed equal to exact);
+- ``vit-b16``: a random ViT-B/16-sized classifier (hidden 768, 12 layers, 12 heads, MLP 3072, patch
+  16, 224 px) timed for the first ``--greedy-steps`` greedy steps of exact MoXI insertion and
+  deletion on one image; the whole order's time is extrapolated from the counted token-forwards
+  (and, as a cross-check, from the FLOPs), with the peak memory of those steps (the first deletion
+  steps run the longest sequences, so they set the peak). With ``--naive-images 1`` the naive
+  pattern is timed the same way.
+
 Usage::
 
     python scripts/benchmark.py --quick                  # 128 px only, a few minutes on 2 cores
@@ -35,6 +48,8 @@ Usage::
     python scripts/benchmark.py --quick --arch dinov2    # the same for another token architecture
     python scripts/benchmark.py --quick --arch all --dtypes fp32 --json arch.json   # one table per architecture
     python scripts/benchmark.py --naive-images 1 --json benchmark.json   # 128 + 224 px, ~30 min
+    python scripts/benchmark.py --suite judge vit-b16 --json large.json   # the 196-player suites
+    python scripts/benchmark.py --suite vit-b16 --device cuda --naive-images 1 --greedy-steps 20   # on a GPU
 """
 
 from __future__ import annotations
@@ -69,14 +84,25 @@ from transformers import (
 )
 
 from benchmarks.naive import NaiveMoXI
-from moxi_hf import TokenRemoval, ValueFunction, auc, get_method, measure_curves
+from moxi_hf import Explainer, TokenRemoval, ValueFunction, auc, get_method, measure_curves
+from moxi_hf.methods.moxi import MoXI
 from moxi_hf.modeling import TOKEN_CLASSES, TokenRemovalClassifier, TokenRemovalImageText
+from moxi_hf.options import BUDGETS
 from moxi_hf.zero_shot import CandidateText, ZeroShotRemoval
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from budget_frontier import compare as compare_budget  # the frontier script's own measures
+from budget_frontier import run as run_budget
 
 CASES = (("moxi", "insertion"), ("moxi", "deletion"), ("self-shapley", "insertion"), ("self-shapley", "deletion"))
 IMAGE_KINDS = ("blobs", "noise", "stripes", "gradient", "checkerboard")
 TINY = dict(patch_size=16, hidden_size=192, num_hidden_layers=12, num_attention_heads=3, num_labels=10,
             num_channels=3)
+#: the ViT-B/16-sized random classifier of ``--suite vit-b16`` (224 px: 14 × 14 = 196 patches)
+VIT_B16 = dict(image_size=224, patch_size=16, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+               intermediate_size=3072, num_labels=10, num_channels=3)
+JUDGE = Path(__file__).resolve().parents[1] / "models" / "moxi-vit-mnist-196"
+SUITES = ("tiny", "judge", "vit-b16")
 #: --arch choices: (config class, extra config arguments, stock classifier name). Same ViT-Tiny sizes for all.
 ARCHITECTURES = {
     "vit": (ViTConfig, {"intermediate_size": 768}, "ViTForImageClassification"),
@@ -205,10 +231,32 @@ def engine_sequences(method: str, curve: str, n: int) -> Counter:
         seen[1 if insertion else n + 1] += 1
         seen[2 if insertion else n] += n
         return seen
-    seen[1 if insertion else n + 1] += 1  # v(∅) or v(N) at the start
-    for step in range(n):
-        seen[(step + 2) if insertion else (n - step)] += n - step
+    return moxi_sequences(curve, n)
+
+
+def moxi_sequences(curve: str, n: int, steps: int | None = None, naive: bool = False) -> Counter:
+    """Sequence lengths (one special token included) of exact MoXI's first ``steps`` greedy steps on n
+    patches (all of them when None) for one image: the engine (with v(∅)/v(N) at the start) or, with
+    ``naive``, the original pattern (all n candidates at every step, the chosen ones included)."""
+    steps = n if steps is None else min(steps, n)
+    seen: Counter = Counter()
+    insertion = curve == "insertion"
+    if not naive:
+        seen[1 if insertion else n + 1] += 1  # v(∅) or v(N) at the start
+    for step in range(steps):
+        if not naive:
+            seen[(step + 2) if insertion else (n - step)] += n - step
+        elif insertion:
+            seen[step + 2] += n  # S + [i] for every i
+        else:
+            seen[n - step] += n - step  # R minus a remaining candidate
+            if step:
+                seen[n - step + 1] += step  # R itself, for each candidate already removed
     return seen
+
+
+def sequence_tokens(sequences: Counter) -> int:
+    return sum(length * count for length, count in sequences.items())
 
 
 def counter_flops(sequences: Counter, config: ViTConfig, fast: bool, n_patches: int) -> float:
@@ -460,14 +508,16 @@ def measure(spec: dict) -> dict:
     return {"order": order, "seconds": seconds, "peak_mb": peak, "load": load, "images": spec["images"]}
 
 
-def measure_isolated(spec: dict, isolate: bool) -> dict:
+def measure_isolated(spec: dict, isolate: bool, function=None) -> dict:
+    """``function(spec)`` (default :func:`measure`), in a fresh process unless ``isolate`` is False."""
+    function = function or measure
     if not isolate:
-        return measure(spec)
+        return function(spec)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(measure, spec).result()
+        return pool.submit(function, spec).result()
 
 
 def benchmark_size(arch: str, size: int, args, device: torch.device) -> list[Row]:
@@ -516,6 +566,164 @@ def benchmark_size(arch: str, size: int, args, device: torch.device) -> list[Row
                 profiled = model if mode == "fp32" else copy.deepcopy(model).to(torch.bfloat16)
                 print_profile(profiled, pixel_values, labels, method, curve, device, f"{label} {mode}")
     return rows
+
+
+# ------------------------------------------------------------------------------------------ 196 players
+
+@dataclass
+class GreedyStepsRow:
+    """A few greedy steps of the ViT-B/16-sized case, and the whole order extrapolated from them."""
+
+    curve: str
+    mode: str  # fp32 | bf16 | naive
+    steps: int
+    seconds: float  # the timed steps (and v(∅)/v(N) for the engine)
+    tokens: int  # token-forwards of the timed steps
+    full_tokens: int  # token-forwards of the whole order
+    full_seconds_tokens: float  # whole order, extrapolated from token-forwards
+    full_seconds_flops: float  # whole order, extrapolated from FLOPs (cross-check)
+    peak_mb: float
+    other_load_cores: float
+
+
+def vit_b16_model(head_scale: float, device: torch.device) -> TokenRemovalClassifier:
+    torch.manual_seed(0)
+    config = ViTConfig(**VIT_B16)
+    config._attn_implementation = "sdpa"
+    model = TOKEN_CLASSES["ViTForImageClassification"](config).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(head_scale)
+    return model.to(device)
+
+
+def measure_greedy_steps(spec: dict) -> dict:
+    """Time the first ``steps`` greedy steps of MoXI on one image of the ViT-B/16-sized model (fresh process)."""
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"])
+    model = vit_b16_model(spec["head_scale"], device)
+    pixel_values = make_images(1, VIT_B16["image_size"]).to(device)
+    labels = TokenRemoval(model).full_logits(pixel_values).argmax(dim=1).cpu()
+    curve, steps = spec["curve"], spec["steps"]
+    if spec["mode"] == "naive":
+        naive = NaiveMoXI(model)
+        naive.model(pixel_values=pixel_values)  # warm-up
+        with PeakMemory(device) as memory, OtherLoad() as load:
+            synchronize(device)
+            start = time.perf_counter()
+            result = naive.moxi(pixel_values, labels, curve, steps=steps)
+            synchronize(device)
+            seconds = time.perf_counter() - start
+        return {"seconds": seconds, "peak_mb": memory.mb, "load": load.cores,
+                "tokens": sequence_tokens(result.sequences)}
+    if spec["mode"] == "bf16":
+        model = model.to(torch.bfloat16)
+    game = ValueFunction(TokenRemoval(model), pixel_values, labels)
+    get_method("moxi", max_players=2).attribute(game, "insertion")  # warm-up: short sequences, cheap
+    game = ValueFunction(TokenRemoval(model), pixel_values, labels)
+    with PeakMemory(device) as memory, OtherLoad() as load:
+        synchronize(device)
+        start = time.perf_counter()
+        get_method("moxi", max_players=steps).attribute(game, curve)
+        synchronize(device)
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "peak_mb": memory.mb, "load": load.cores, "tokens": game.tokens}
+
+
+def benchmark_vit_b16(args, device: torch.device) -> list[GreedyStepsRow]:
+    config = ViTConfig(**VIT_B16)
+    n = (VIT_B16["image_size"] // VIT_B16["patch_size"]) ** 2
+    modes = (["naive"] if args.naive_images else []) + list(args.dtypes)
+    rows = []
+    for curve in args.curves or ("insertion", "deletion"):
+        for mode in modes:
+            naive = mode == "naive"
+            spec = dict(mode=mode, curve=curve, steps=args.greedy_steps, device=str(device), threads=args.threads,
+                        head_scale=args.head_scale)
+            out = measure_isolated(spec, not args.in_process, measure_greedy_steps)
+            timed = moxi_sequences(curve, n, args.greedy_steps, naive=naive)
+            whole = moxi_sequences(curve, n, naive=naive)
+            if sequence_tokens(timed) != out["tokens"]:
+                raise RuntimeError(f"counted {out['tokens']} token-forwards, expected {sequence_tokens(timed)}")
+            fast = not naive
+            flops_timed = counter_flops(timed, config, fast=fast, n_patches=n)
+            flops_whole = counter_flops(whole, config, fast=fast, n_patches=n)
+            row = GreedyStepsRow(curve, mode, args.greedy_steps, out["seconds"], out["tokens"],
+                                 sequence_tokens(whole), out["seconds"] * sequence_tokens(whole) / out["tokens"],
+                                 out["seconds"] * flops_whole / flops_timed, out["peak_mb"], out["load"])
+            rows.append(row)
+            print(f"  vit-b16 {curve} {mode}: {row.steps} steps in {row.seconds:.1f} s; whole order "
+                  f"~{row.full_seconds_tokens / 60:.1f} min (token-forwards), peak {row.peak_mb:.0f} MB", flush=True)
+    return rows
+
+
+@dataclass
+class JudgeRow:
+    """Exact MoXI against budget "fast" on the 196-player judge's sample digits."""
+
+    curve: str
+    images: int
+    exact_seconds_per_image: float
+    fast_seconds_per_image: float
+    exact_tokens_per_image: float
+    fast_tokens_per_image: float
+    less_work: float  # exact token-forwards / fast token-forwards
+    less_time: float
+    less_cpu_time: float
+    d_accuracy_auc: float  # mean over images of (fast − exact)
+    d_confidence_auc: float
+    needed_equal: float  # share of images whose patches needed equal exact's
+    needed_within_one: float
+
+
+def benchmark_judge(args) -> list[JudgeRow]:
+    from PIL import Image
+
+    explainer = Explainer.from_pretrained(str(args.judge))
+    files = sorted((args.judge / "samples").glob("digit_*.png"))[: args.judge_images]
+    if not files:
+        raise SystemExit(f"no sample digits in {args.judge / 'samples'}")
+    pixel_values, _ = explainer.preprocess([Image.open(path) for path in files])
+    labels = [int(path.name.split("_")[1]) for path in files]
+    rows = []
+    for curve in args.curves or ("insertion", "deletion"):
+        exact, fast = (run_budget(explainer, pixel_values, labels, curve, MoXI(budget=budget))
+                       for budget in ("exact", "fast"))
+        found, count = compare_budget(exact, fast), len(labels)
+        row = JudgeRow(curve, count, exact["seconds"] / count, fast["seconds"] / count, exact["tokens"] / count,
+                       fast["tokens"] / count, found["work"], found["time"], found["cpu_time"], found["d_acc"],
+                       found["d_conf"],
+                       found["needed_equal"], found["needed_within_one"])
+        rows.append(row)
+        print(f"  judge {curve}: exact {row.exact_seconds_per_image:.1f} s/image, fast "
+              f"{row.fast_seconds_per_image:.1f} s/image ({row.less_work:.1f}x less work)", flush=True)
+    return rows
+
+
+def format_vit_b16_table(rows: list[GreedyStepsRow], header: str) -> str:
+    lines = [header, "",
+             "| case | mode | greedy steps timed | s timed | whole order: token-forwards | whole order, min "
+             "(extrapolated from token-forwards) | (from FLOPs) | peak MB | other load |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| moxi {row.curve} | {row.mode} | {row.steps} | {row.seconds:.1f} | {row.full_tokens:,} | "
+                     f"{row.full_seconds_tokens / 60:.1f} | {row.full_seconds_flops / 60:.1f} | {row.peak_mb:.0f} | "
+                     f"{row.other_load_cores:.2f} |")
+    return "\n".join(lines)
+
+
+def format_judge_table(rows: list[JudgeRow], header: str) -> str:
+    lines = [header, "",
+             "| curve | images | exact s/image | fast s/image | less work (token-forwards) | less time | less CPU time "
+             "| Δ acc-AUC | Δ conf-AUC | patches needed = exact | within one |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row.curve} | {row.images} | {row.exact_seconds_per_image:.1f} | "
+                     f"{row.fast_seconds_per_image:.1f} | {row.less_work:.1f}× | {row.less_time:.1f}× | "
+                     f"{row.less_cpu_time:.1f}× | "
+                     f"{row.d_accuracy_auc:+.4f} | {row.d_confidence_auc:+.4f} | {100 * row.needed_equal:.0f} % | "
+                     f"{100 * row.needed_within_one:.0f} % |")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------ output
@@ -579,6 +787,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-process", action="store_true",
                         help="run every measurement in this process (default: a fresh process each, for clean peak RSS)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--suite", nargs="+", choices=SUITES, default=["tiny"],
+                        help="tiny: the ViT-Tiny-sized cases above (default); judge: exact against budget 'fast' on "
+                             "the 196-player digit judge; vit-b16: a few greedy steps of a ViT-B/16-sized model, the "
+                             "whole order extrapolated")
+    parser.add_argument("--greedy-steps", type=int, default=3, help="vit-b16: greedy steps timed (default: 3)")
+    parser.add_argument("--judge", type=Path, default=JUDGE, help="judge: the 196-player model folder")
+    parser.add_argument("--judge-images", type=int, default=6, help="judge: sample digits explained (default: 6)")
     args = parser.parse_args(argv)
     every = [arch for arch in ARCHITECTURES if arch != "clip"]  # "all": the ViT-Tiny-sized classifiers
     archs = every if "all" in args.arch else list(dict.fromkeys(args.arch))
@@ -599,9 +814,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"matmul 2048³ (before): fp32 {rates['fp32']:.0f} GFLOP/s, bf16 {rates['bf16']:.0f} GFLOP/s; "
           f"{machine['threads']} threads on {device}", flush=True)
     rows: list[Row] = []
+    if "tiny" not in args.suite:
+        archs = []
     for arch in archs:
         for size in sizes:
             rows += benchmark_size(arch, size, args, device)
+    judge_rows = benchmark_judge(args) if "judge" in args.suite else []
+    steps_rows = benchmark_vit_b16(args, device) if "vit-b16" in args.suite else []
     # The machine's matmul rate: best of a measurement before and one after the cases.
     after = {"fp32": matmul_rate(torch.float32, device), "bf16": matmul_rate(torch.bfloat16, device)}
     machine["matmul_gflops_before_after"] = {key: [rates[key], after[key]] for key in rates}
@@ -619,10 +838,22 @@ def main(argv: list[str] | None = None) -> int:
             tables.append(format_table(rows, arch, size, header))
     if len(archs) > 1:
         tables.append("**per architecture**\n\n" + format_arch_table(rows))
+    if judge_rows:
+        fast = BUDGETS["fast"]
+        tables.append(format_judge_table(judge_rows, (
+            f"**196-player judge** ({args.judge.name}, its {judge_rows[0].images} sample digits), exact MoXI against "
+            f"budget 'fast' ({fast}), {machine['threads']} threads, {device}")))
+    if steps_rows:
+        tables.append(format_vit_b16_table(steps_rows, (
+            f"**ViT-B/16-sized, 224 px (196 patches)**, random weights, 1 image, the first {args.greedy_steps} greedy "
+            f"steps timed; the whole order's time is extrapolated from the counted token-forwards (FLOPs: a "
+            f"cross-check); {machine['threads']} threads, {device}")))
     print("\n" + "\n\n".join(tables))
     if args.json:
         payload = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-                   "machine": machine, "rows": [asdict(row) for row in rows]}
+                   "machine": machine, "rows": [asdict(row) for row in rows],
+                   "judge_rows": [asdict(row) for row in judge_rows],
+                   "vit_b16_rows": [asdict(row) for row in steps_rows]}
         args.json.write_text(json.dumps(payload, indent=2))
         print(f"\nwrote {args.json}")
     return 0

@@ -610,3 +610,14 @@ def test_budget_runs_end_to_end_and_is_recorded(setup, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("moxi: error: ") and message in err, err
     assert not (tmp_path / "refused").exists()
+
+
+def test_a_long_evaluation_says_so_before_it_starts(setup, tmp_path, capsys, monkeypatch):
+    extra = ["--num-images", "2", "--methods", "moxi", "self-shapley", "--device", "cpu"]
+    assert main(["evaluate", *_args(setup, tmp_path / "short", extra)]) == 0
+    assert "estimated" not in capsys.readouterr().err
+    monkeypatch.setattr("moxi_hf.progress.SLOW_RUN_SECONDS", 0.0)
+    assert main(["evaluate", *_args(setup, tmp_path / "long", extra)]) == 0
+    err = capsys.readouterr().err
+    assert "moxi evaluate: this run is estimated at about" in err and "for 2 image(s)" in err
+    assert "faster: --budget fast" in err and "--early-stop" not in err  # evaluations need complete orders

@@ -75,18 +75,22 @@ def explain_images(explainer, images: Sequence[InputImage], names: Sequence[str]
                    options: dict, staging: Path, output_dir: Path, finished: list) -> None:
     """Explain ``images`` in batches; write each image's JSON and heatmap, print its summary and append its
     explanation to ``finished`` once all of its files are written."""
-    from tqdm.auto import tqdm
-
     from ..artifacts import public_name
     from ..fileio import write_json
+    from ..progress import WorkBar
 
-    with tqdm(total=len(images), desc=f"explain ({args.method})", unit="image", disable=args.quiet) as bar:
+    interaction_top = args.interaction_top or DEFAULT_INTERACTION_TOP
+    cost = explainer.cost([args.method], [args.curve], options={args.method: options},
+                          interactions=args.interactions, interaction_top=interaction_top)
+    total = None if cost is None else cost.token_forwards(explainer.adapter, explainer.players) * len(images)
+    warn_if_slow(explainer, cost, len(images), args, options)
+    with WorkBar(total, f"explain ({args.method})", disable=args.quiet) as bar:
+        bar.note(f"0/{len(images)} images")
         for start, chunk in batches(list(images), args.batch_size):
             labels = None if args.label is None else [args.label] * len(chunk)
-            batch = explainer.explain_batch(load_images(chunk), args.method, args.curve, labels,
-                                            progress=not args.quiet, interactions=args.interactions,
-                                            interaction_top=args.interaction_top or DEFAULT_INTERACTION_TOP,
-                                            **options)
+            batch = explainer.explain_methods(load_images(chunk), [args.method], [args.curve], labels,
+                                              options={args.method: options}, interactions=args.interactions,
+                                              interaction_top=interaction_top, on_chunk=bar)[(args.method, args.curve)]
             for offset, explanation in enumerate(batch):
                 image, name = chunk[offset], names[start + offset]
                 explanation.image = image.name  # relative to what was given: nothing of the file system
@@ -97,7 +101,21 @@ def explain_images(explainer, images: Sequence[InputImage], names: Sequence[str]
                     explanation.plot_interactions(staging / name / "interactions.png")
                 finished.append(explanation)  # all its files are written
                 print_line(args.quiet, summary_line(image.file_name, explanation, f"{output_dir / name}{os.sep}"))
-            bar.update(len(chunk))
+            bar.note(f"{start + len(chunk)}/{len(images)} images")
+
+
+def warn_if_slow(explainer, cost, n_images: int, args: argparse.Namespace, options: dict) -> None:
+    """One line before a run estimated above two minutes (:data:`moxi_hf.progress.SLOW_RUN_SECONDS`): the
+    estimate and the faster choices."""
+    from ..progress import SLOW_RUN_SECONDS, estimate_seconds, faster_choices, slow_run_note
+
+    if args.quiet:
+        return
+    estimate = estimate_seconds(explainer, cost, n_images)
+    if estimate is not None and estimate[0] > SLOW_RUN_SECONDS:
+        moxi = options if args.method == "moxi" else None
+        print(slow_run_note("moxi explain", estimate[0], estimate[1], n_images,
+                            faster_choices(explainer, moxi, early_stop=True), cost.exact), file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ chunks are shared between processes (:mod:`.shards`); the main process writes th
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from .data import DataSource, is_local, open_dataset, zero_shot_explainer
 from .devices import process_state, resolve_device
 from .outputs import write_outputs
 from .selection import select_images
-from .shards import chunks_of, explain_chunks
+from .shards import chunks_of, explain_chunks, image_cost
 
 __all__ = ["evaluate", "methods_for"]
 
@@ -90,6 +91,19 @@ def _plan(process, output_dir: Path, explainer, source: DataSource, config: Eval
     return plan[0], plan[1]
 
 
+def _warn_if_slow(explainer, config: EvaluationConfig, methods: list[str], curves: list[str], images: int,
+                  processes: int) -> None:
+    """One line before an evaluation estimated above two minutes: the estimate and the faster choices."""
+    from ..progress import SLOW_RUN_SECONDS, estimate_seconds, faster_choices, slow_run_note
+
+    cost = image_cost(explainer, config, methods, curves)
+    estimate = estimate_seconds(explainer, cost, images)
+    if estimate is not None and estimate[0] / processes > SLOW_RUN_SECONDS:
+        moxi = method_options("moxi", config) if "moxi" in methods else None
+        print(slow_run_note("moxi evaluate", estimate[0] / processes, estimate[1], images,
+                            faster_choices(explainer, moxi), cost.exact), file=sys.stderr)
+
+
 def evaluate(config: EvaluationConfig) -> dict:
     """Run the evaluation (every process of an ``accelerate launch`` calls this); returns the curves dict.
 
@@ -131,6 +145,8 @@ def evaluate(config: EvaluationConfig) -> dict:
         write_json(output_dir / CONFIG_FILE, publishable_config(record))
 
     selection, pending = _plan(process, output_dir, explainer, source, config, len(methods) * len(curves))
+    if main and not config.quiet:
+        _warn_if_slow(explainer, config, methods, curves, sum(len(chunk) for chunk in pending), process.num_processes)
     results = explain_chunks(process, explainer, source, config, methods, curves, selection["images"], pending,
                              output_dir)
     summary: list = [None]

@@ -10,16 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from ..artifacts import explanation_to_row
 from ..compare import INTERACTIONS_METHOD  # the method whose rows get gains and interaction maps
 from ..errors import MoXIError
+from ..progress import WorkBar
 from . import state
 from .config import EvaluationConfig, method_options
 from .data import DataSource, fetch_examples
 
-__all__ = ["chunks_of", "explain_chunk", "explain_chunks"]
+__all__ = ["chunks_of", "explain_chunk", "explain_chunks", "image_cost"]
 
 
 def chunks_of(count: int, size: int) -> list[list[int]]:
@@ -27,15 +26,23 @@ def chunks_of(count: int, size: int) -> list[list[int]]:
     return [list(range(start, min(start + size, count))) for start in range(0, count, size)]
 
 
+def image_cost(explainer, config: EvaluationConfig, methods: Sequence[str], curves: Sequence[str]):
+    """What one image of the evaluation costs (:meth:`moxi_hf.Explainer.cost`; None when unknown)."""
+    return explainer.cost(methods, curves, options={name: method_options(name, config) for name in methods},
+                          interactions={INTERACTIONS_METHOD} if config.interactions else False,
+                          interaction_top=config.interaction_top)
+
+
 def explain_chunk(explainer, images: list, labels: list[int], indices: list[int],
                   names: list[str | None], methods: Sequence[str], curves: Sequence[str],
-                  config: EvaluationConfig) -> list[list[dict]]:
+                  config: EvaluationConfig, on_chunk=None) -> list[list[dict]]:
     """Rows (methods × curves, in that order) for each image of one chunk, from
     :meth:`moxi_hf.Explainer.explain_methods` (all images share forward passes; every curve measured
     the same way on the final orders)."""
     batch = explainer.explain_methods(
         images, methods, curves, labels, options={name: method_options(name, config) for name in methods},
-        interactions={INTERACTIONS_METHOD} if config.interactions else False, interaction_top=config.interaction_top)
+        interactions={INTERACTIONS_METHOD} if config.interactions else False, interaction_top=config.interaction_top,
+        on_chunk=on_chunk)
     return [[explanation_to_row(batch[(method, curve)][i], dataset_index=indices[i], image=names[i])
              for method in methods for curve in curves] for i in range(len(batch))]
 
@@ -49,10 +56,14 @@ def explain_chunks(process, explainer, source: DataSource, config: EvaluationCon
 
     main = process.is_main_process
     total = len(images)
-    bar = tqdm(total=total, initial=total - sum(len(chunk) for chunk in pending), desc="evaluate", unit="image",
-               disable=not main or config.quiet, dynamic_ncols=True)
-    finished: list[dict] = []
     with process.split_between_processes(pending) as mine:
+        # The main process shows its own share of the work (the processes share it evenly) in token-forwards.
+        mine_count = sum(len(chunk) for chunk in mine)
+        cost = image_cost(explainer, config, methods, curves)
+        work = None if cost is None else cost.token_forwards(explainer.adapter, explainer.players) * mine_count
+        bar = WorkBar(work, "evaluate", disable=not main or config.quiet)
+        bar.note(f"{total - sum(len(chunk) for chunk in pending)}/{total} images")
+        finished: list[dict] = []
         examples = fetch_examples(source, [images[p]["dataset_index"] for chunk in mine for p in chunk])
         for chunk in mine:
             chosen = [images[p] for p in chunk]
@@ -60,16 +71,15 @@ def explain_chunks(process, explainer, source: DataSource, config: EvaluationCon
             rows = explain_chunk(
                 explainer, [source.decode(value) for value in values], [item["label"] for item in chosen],
                 [item["dataset_index"] for item in chosen], [source.identifier(value) for value in values],
-                methods, curves, config,
+                methods, curves, config, on_chunk=bar,
             )
             for position, item, image_rows in zip(chunk, chosen, rows):
                 result = {"position": position, **item, "rows": image_rows}
                 state.write_image_result(output_dir, position, result)
                 finished.append(result)
             if main:
-                bar.update(max(0, state.count_finished(output_dir) - bar.n))
+                bar.note(f"{state.count_finished(output_dir)}/{total} images")
     gathered = gather_object(finished)
-    bar.update(total - bar.n)
     bar.close()
     if not main:
         return []
