@@ -1,4 +1,4 @@
-"""Where the embedded models (a tiny ViT and a tiny CLIP trained on MNIST digits) and their sample images live.
+"""Where the embedded models (tiny ViTs and a tiny CLIP trained on MNIST digits) and their sample images live.
 
 Each model's one copy is ``models/<name>/`` in the repository. A wheel (``pip install .``, a package
 index) carries them inside the package as ``moxi_hf/models/<name>/``; a source checkout or an
@@ -18,8 +18,8 @@ __all__ = ["DEFAULT_MODEL_NAME", "DEFAULT_MODEL_ENV", "SHIPPED_MODELS", "default
            "model_folder", "sample_images", "shipped_model_path"]
 
 DEFAULT_MODEL_NAME = "moxi-vit-mnist"
-#: the models shipped with the package: the default classifier and a zero-shot CLIP
-SHIPPED_MODELS = (DEFAULT_MODEL_NAME, "moxi-clip-mnist")
+#: the models shipped with the package: the default classifier, a 196-player one and a zero-shot CLIP
+SHIPPED_MODELS = (DEFAULT_MODEL_NAME, "moxi-vit-mnist-196", "moxi-clip-mnist")
 #: environment variable that overrides the default model folder
 DEFAULT_MODEL_ENV = "MOXI_DEFAULT_MODEL"
 

@@ -14,14 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from moxi_hf.defaults import SHIPPED_MODELS
+
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "moxi-vit-mnist"
 ZERO_SHOT_MODEL = REPO / "models" / "moxi-clip-mnist"
 
 
-@pytest.mark.parametrize("model", [MODEL, ZERO_SHOT_MODEL], ids=lambda path: path.name)
+@pytest.mark.parametrize("model", [REPO / "models" / name for name in SHIPPED_MODELS], ids=lambda path: path.name)
 def test_package_data_covers_every_file_of_the_shipped_models(model):
-    """Each file of models/moxi-vit-mnist and models/moxi-clip-mnist matches a package-data pattern of moxi_hf.models."""
+    """Each file of a shipped model (models/<name>) matches a package-data pattern of moxi_hf.models."""
     declared = re.search(r'^"moxi_hf\.models" = (\[.*\])$', (REPO / "pyproject.toml").read_text(), re.M)
     patterns = ast.literal_eval(declared.group(1))
     files = [path.relative_to(model.parent).as_posix() for path in model.rglob("*") if path.is_file()]
