@@ -154,8 +154,8 @@ class ImageExplanationPipeline(Pipeline):
 
     Per image: a list of the pipeline's ``top_k`` best labels (default 1; clamped to the number of
     labels), or of ``label`` alone (an index or a class name), each a dict with ``label`` (its
-    name), ``score`` (its probability on the whole image, as the image-classification pipeline
-    computes it), ``order`` (players, most important first), ``patches_needed``, ``heatmap`` (a grey
+    name), ``score`` (its probability on the whole image, as the image-classification or zero-shot
+    pipeline computes it), ``order`` (players, most important first), ``patches_needed``, ``heatmap`` (a grey
     PIL image over the picture the model saw) and ``explanation`` (the :class:`~moxi_hf.Explanation`).
 
     Options when it is built: ``masking``, ``reward``, ``players_grid``, ``baseline``,
