@@ -130,13 +130,17 @@ class Explainer(ZeroShotLabels):
                    max_batch_size=max_batch_size, max_tokens=max_tokens, name=loaded.name, tokenizer=loaded.tokenizer)
 
     @classmethod
-    def from_pipeline(cls, pipe, **explainer_options) -> Explainer:
-        """Explain what a transformers ``image-classification`` pipeline predicts: its own weights (shared, not
-        copied), image processor, device, dtype and scores (its ``function_to_apply``, else its default rule).
-        ``explainer_options``: ``masking``, ``reward``, ``players_grid``, ... as for :meth:`from_pretrained`."""
+    def from_pipeline(cls, pipe, *, candidate_labels: Sequence[str] | None = None,
+                      hypothesis_template: str | Sequence[str] | None = None, **explainer_options) -> Explainer:
+        """Explain what a transformers ``image-classification`` or ``zero-shot-image-classification`` pipeline
+        predicts: its own weights (shared, not copied), image processor (and tokenizer), device, dtype and scores
+        (its ``function_to_apply``, else its default rule; CLIP's softmax, SigLIP's sigmoid). A zero-shot
+        pipeline's classes are ``candidate_labels`` (here or per call) in ``hypothesis_template`` (default: the
+        pipeline's). ``explainer_options``: ``masking``, ``reward``, ``players_grid``, ... as for
+        :meth:`from_pretrained`."""
         from .from_pipeline import explainer_from_pipeline
 
-        return explainer_from_pipeline(cls, pipe, **explainer_options)
+        return explainer_from_pipeline(cls, pipe, candidate_labels, hypothesis_template, **explainer_options)
 
     # -- inputs ---------------------------------------------------------------------------------
 

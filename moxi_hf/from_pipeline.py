@@ -1,6 +1,7 @@
 """An Explainer for what a transformers pipeline predicts: its own weights, processor, device, dtype and scores.
 
-:meth:`moxi_hf.Explainer.from_pipeline` reads an ``image-classification`` pipeline:
+:meth:`moxi_hf.Explainer.from_pipeline` reads an ``image-classification`` or a
+``zero-shot-image-classification`` pipeline:
 
 - the model's parameters are the pipeline's own tensors (a ViT-family model is viewed as its
   token-removal subclass without copying a weight; the pipeline's model keeps its class, config
@@ -9,7 +10,11 @@
   the fix, since converting would copy every weight and change the scores);
 - its scores: ``function_to_apply`` when the pipeline was built with one, else the pipeline's own
   default (a sigmoid per class for multi-label and one-logit checkpoints, a softmax otherwise), so
-  p(label) on the whole image is the score the pipeline prints.
+  p(label) on the whole image is the score the pipeline prints;
+- for a zero-shot pipeline (CLIP, SigLIP), its tokenizer too. Its classes are the candidate labels
+  given to ``from_pipeline`` or to each call, put into the pipeline's prompt template (``"This is a
+  photo of {}."`` unless given); its scores are the pipeline's: a softmax over the candidates for
+  CLIP, a sigmoid per candidate for SigLIP.
 """
 
 from __future__ import annotations
@@ -17,15 +22,18 @@ from __future__ import annotations
 import torch
 
 from .errors import MoXIError
-from .loading import adapter_for, output_rule, with_output_rule
+from .kinds import refusal
+from .loading import adapter_for, is_zero_shot_model, output_rule, with_output_rule, zero_shot_adapter_for
 from .options import DEFAULT_REWARD
 from .value import DEFAULT_MAX_TOKENS
+from .zero_shot import DEFAULT_HYPOTHESIS_TEMPLATE, refuse_classifier_labels
 
 __all__ = ["EXPLAINED_DTYPES", "SUPPORTED_PIPELINE_TASKS", "check_explained_dtype", "explainer_for",
-           "explainer_from_pipeline", "function_rule"]
+           "explainer_from_pipeline", "function_rule", "zero_shot_explainer_for"]
 
 #: the pipeline tasks an Explainer can be built from (their pipeline class names in transformers)
-SUPPORTED_PIPELINE_TASKS = {"image-classification": "ImageClassificationPipeline"}
+SUPPORTED_PIPELINE_TASKS = {"image-classification": "ImageClassificationPipeline",
+                            "zero-shot-image-classification": "ZeroShotImageClassificationPipeline"}
 #: the dtypes moxi explains in
 EXPLAINED_DTYPES = (torch.float32, torch.bfloat16)
 
@@ -76,16 +84,58 @@ def explainer_for(
     """A ``cls`` (:class:`moxi_hf.Explainer`) over a loaded classifier and its processor, sharing the model's
     weights, reading its logits by ``rule`` (link, decision; default: the checkpoint's own,
     :func:`moxi_hf.loading.output_rule`)."""
-    if getattr(model, "hf_device_map", None):
-        raise MoXIError("the model is split across devices (device_map); moxi explains a model on one device: "
-                        "load it with device= instead")
-    check_explained_dtype(model)
+    _check_placement(model)
     config = model.config
     rule = rule or output_rule(config)
     adapter = with_output_rule(adapter_for(model, processor, masking, pixel_grid, baseline, players_grid), config, rule)
     name = getattr(config, "_name_or_path", None) or None
     return cls(model, processor, adapter, reward=reward, players_grid=players_grid, max_batch_size=max_batch_size,
                max_tokens=max_tokens, name=name)
+
+
+def _check_placement(model: torch.nn.Module) -> None:
+    """Refuse a model split across devices, or in a dtype moxi does not explain in."""
+    if getattr(model, "hf_device_map", None):
+        raise MoXIError("the model is split across devices (device_map); moxi explains a model on one device: "
+                        "load it with device= instead")
+    check_explained_dtype(model)
+
+
+def zero_shot_explainer_for(
+    cls: type,
+    model: torch.nn.Module,
+    processor,
+    tokenizer,
+    candidate_labels=None,
+    hypothesis_template=None,
+    *,
+    recorded: bool = True,
+    masking: str = "auto",
+    reward: str = DEFAULT_REWARD,
+    players_grid: int | tuple[int, int] | None = None,
+    max_batch_size: int = 1024,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    baseline: str = "zero",
+    pixel_grid: int | tuple[int, int] | None = None,
+):
+    """A ``cls`` (:class:`moxi_hf.Explainer`) over a loaded CLIP/SigLIP model, its processor and tokenizer,
+    sharing the model's weights. ``candidate_labels``/``hypothesis_template`` as for
+    :func:`moxi_hf.loading.build_zero_shot_adapter` (``recorded=False``: not those the config records).
+    ``baseline`` is for pixel masking, unused by token removal."""
+    del baseline
+    config = getattr(model, "config", None)
+    reason = refusal(config) if config is not None else None
+    if reason or not is_zero_shot_model(model):
+        raise MoXIError(reason or f"moxi explains CLIPModel and SiglipModel zero-shot models, got {type(model).__name__}")
+    _check_placement(model)
+    if tokenizer is None:
+        raise MoXIError("a zero-shot model needs its tokenizer to read the candidate labels; build the pipeline "
+                        "with tokenizer=")
+    adapter = zero_shot_adapter_for(model, processor, tokenizer, candidate_labels, hypothesis_template, masking,
+                                    pixel_grid, recorded)
+    name = getattr(config, "_name_or_path", None) or None
+    return cls(model, processor, adapter, reward=reward, players_grid=players_grid, max_batch_size=max_batch_size,
+               max_tokens=max_tokens, name=name, tokenizer=tokenizer)
 
 
 def _task_of(pipe) -> str | None:
@@ -98,7 +148,7 @@ def _task_of(pipe) -> str | None:
     return None
 
 
-def explainer_from_pipeline(cls: type, pipe, **explainer_options):
+def explainer_from_pipeline(cls: type, pipe, candidate_labels=None, hypothesis_template=None, **explainer_options):
     """See :meth:`moxi_hf.Explainer.from_pipeline`."""
     task = _task_of(pipe)
     if task is None:
@@ -107,5 +157,16 @@ def explainer_from_pipeline(cls: type, pipe, **explainer_options):
                         f"{what!r}")
     if pipe.image_processor is None:
         raise MoXIError("the pipeline has no image processor; build it with image_processor=")
+    if task == "zero-shot-image-classification":
+        # a call's own prompt template wins over the one the pipeline was built with, as in the pipeline
+        own = pipe._preprocess_params
+        return zero_shot_explainer_for(
+            cls, pipe.model, pipe.image_processor, pipe.tokenizer,
+            own.get("candidate_labels") if candidate_labels is None else candidate_labels,
+            own.get("hypothesis_template", DEFAULT_HYPOTHESIS_TEMPLATE) if hypothesis_template is None
+            else hypothesis_template, recorded=False, **explainer_options)
+    if candidate_labels is not None or hypothesis_template is not None:
+        refuse_classifier_labels(getattr(pipe.model.config, "_name_or_path", "") or type(pipe.model).__name__,
+                                 pipe.model.config.num_labels)
     rule = function_rule(pipe._postprocess_params.get("function_to_apply"))
     return explainer_for(cls, pipe.model, pipe.image_processor, rule, **explainer_options)

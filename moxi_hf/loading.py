@@ -47,6 +47,7 @@ __all__ = [
     "as_token_model",
     "build_adapter",
     "build_zero_shot_adapter",
+    "zero_shot_adapter_for",
     "is_zero_shot_model",
     "output_rule",
     "quiet_transformers",
@@ -215,12 +216,14 @@ def build_zero_shot_adapter(
     masking: str = "auto",
     image_size: tuple[int, int] | None = None,
     interpolate_pos_encoding: bool = False,
+    recorded: bool = True,
 ) -> ZeroShotRemoval:
     """The zero-shot adapter of a CLIP/SigLIP model (stock or MoXI; a stock one is shared, not copied).
 
     Labels and template default to those the model's config records (``moxi_candidate_labels``,
     ``moxi_hypothesis_template``); without labels anywhere the adapter has none yet, and each call
-    names its own. Zero-shot models are explained by token removal only.
+    names its own (``recorded=False`` ignores what the config records, as a pipeline does). Zero-shot
+    models are explained by token removal only.
     """
     if masking == "pixel":
         raise MoXIError("zero-shot models (CLIP, SigLIP) are explained by token removal only; "
@@ -230,7 +233,7 @@ def build_zero_shot_adapter(
     if tokenizer is None:
         raise MoXIError("a zero-shot model needs its tokenizer to read the candidate labels (tokenizer=...)")
     model = as_token_model(model)
-    defaults = default_candidates(model.config)
+    defaults = default_candidates(model.config) if recorded else None
     if candidate_labels is None and defaults is not None:
         candidate_labels = defaults[0]
         hypothesis_template = hypothesis_template if hypothesis_template is not None else defaults[1]
@@ -344,12 +347,8 @@ def load_explainable_model(
     processor = _load_part(name, "image processor", AutoImageProcessor, from_pretrained_kwargs, trust)
     tokenizer = _load_part(name, "tokenizer", AutoTokenizer, from_pretrained_kwargs, trust) if zero_shot else None
     if zero_shot:
-        size, interpolate = _input_size(processor, config.vision_config)
-        adapter = build_zero_shot_adapter(model, tokenizer, candidate_labels, hypothesis_template, masking, size,
-                                          interpolate)
-        if grid is not None and as_pair(grid) != adapter.grid:
-            raise MoXIError(f"token removal works on the model's {adapter.grid[0]}x{adapter.grid[1]} patch grid; "
-                            "use players_grid for coarser players")
+        adapter = zero_shot_adapter_for(model, processor, tokenizer, candidate_labels, hypothesis_template, masking,
+                                        grid)
     else:
         adapter = adapter_for(model, processor, masking, grid, baseline, players_grid)
     return ExplainableModel(model, processor, adapter, name, tokenizer)
@@ -381,6 +380,28 @@ def adapter_for(
     size, interpolate = _input_size(processor, model.config)
     interpolate = interpolate and uses_token_removal(model.config.model_type, masking)
     return build_adapter(model, masking, grid, baseline, size, interpolate, players_grid)
+
+
+def zero_shot_adapter_for(
+    model: torch.nn.Module,
+    processor,
+    tokenizer,
+    candidate_labels: Sequence[str] | None = None,
+    hypothesis_template: str | Sequence[str] | None = None,
+    masking: str = "auto",
+    grid: int | tuple[int, int] | None = None,
+    recorded: bool = True,
+) -> ZeroShotRemoval:
+    """:func:`build_zero_shot_adapter` for a loaded CLIP/SigLIP model and its image processor (position embeddings
+    interpolated when the processor's size differs from the vision tower's); ``grid``, if given, must be the
+    patch grid."""
+    size, interpolate = _input_size(processor, model.config.vision_config)
+    adapter = build_zero_shot_adapter(model, tokenizer, candidate_labels, hypothesis_template, masking, size,
+                                      interpolate, recorded)
+    if grid is not None and as_pair(grid) != adapter.grid:
+        raise MoXIError(f"token removal works on the model's {adapter.grid[0]}x{adapter.grid[1]} patch grid; "
+                        "use players_grid for coarser players")
+    return adapter
 
 
 def _input_size(processor, config) -> tuple[tuple[int, int] | None, bool]:

@@ -12,11 +12,14 @@ The model is loaded by moxi's own loader (:func:`moxi_hf.loading.load_explainabl
 same decisions and refusals as :meth:`moxi_hf.Explainer.from_pretrained`. Inputs are those of the
 ``image-classification`` pipeline (a path, a URL, a PIL image, an array or tensor, a list, a
 generator, a ``KeyDataset``), read by :func:`moxi_hf.images.load_image`. Per image the result is
-the pipeline's best ``top_k`` labels (default 1), each with its explanation.
+the pipeline's best ``top_k`` labels (default 1), each with its explanation. A CLIP or SigLIP model
+explains its ``candidate_labels`` (given when the pipeline is built or per call, else those its
+config records) put into its ``hypothesis_template``, as ``zero-shot-image-classification`` scores them.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,13 +30,14 @@ from transformers.pipelines import PIPELINE_REGISTRY, Pipeline
 from .errors import MoXIError
 from .explainer import Explainer
 from .explanation import Explanation
-from .from_pipeline import explainer_for, function_rule
+from .from_pipeline import explainer_for, function_rule, zero_shot_explainer_for
 from .images import ImageInput, image_name, load_image
-from .loading import ExplainableModel, load_explainable_model
+from .loading import ExplainableModel, is_zero_shot_model, load_explainable_model
 from .methods import Method
 from .options import DEFAULT_INTERACTION_TOP, METHOD_OPTIONS, check_curve
 from .urls import URL_TIMEOUT
 from .value import check_label, probabilities
+from .zero_shot import check_candidate_labels, check_templates
 
 __all__ = ["TASK", "ExplainableModelLoader", "ImageExplanationPipeline", "heatmap_image", "register"]
 
@@ -46,6 +50,8 @@ CALL_OPTIONS = ("method", "curve", "label", "top_k", "interactions", "interactio
                 "candidate_labels", "hypothesis_template")
 #: every method's own options (``num_samples``, ``early_stop``, ...), passed to the method explaining
 METHOD_OPTION_NAMES = tuple(sorted({option.name for options in METHOD_OPTIONS.values() for option in options}))
+#: label sets whose explainer a zero-shot pipeline keeps (the most recent)
+LABEL_SETS_KEPT = 32
 
 
 @dataclass
@@ -115,7 +121,9 @@ def _picture(item) -> ImageInput:
 
 
 def _label_index(explainer: Explainer, label) -> int:
-    """A class index from ``label``: an index, or a class name as the pipeline prints it."""
+    """A class index from ``label``: an index, or a class name (a candidate label) as the pipeline prints it."""
+    if explainer.zero_shot:
+        return explainer.adapter.text.index(label)
     if isinstance(label, str):
         names = explainer.label_names()
         if label in names:
@@ -146,14 +154,16 @@ class ImageExplanationPipeline(Pipeline):
 
     Per image: a list of the pipeline's ``top_k`` best labels (default 1; clamped to the number of
     labels), or of ``label`` alone (an index or a class name), each a dict with ``label`` (its
-    name), ``score`` (its probability on the whole image, as the image-classification pipeline
-    computes it), ``order`` (players, most important first), ``patches_needed``, ``heatmap`` (a grey
+    name), ``score`` (its probability on the whole image, as the image-classification or zero-shot
+    pipeline computes it), ``order`` (players, most important first), ``patches_needed``, ``heatmap`` (a grey
     PIL image over the picture the model saw) and ``explanation`` (the :class:`~moxi_hf.Explanation`).
 
     Options when it is built: ``masking``, ``reward``, ``players_grid``, ``baseline``,
     ``pixel_grid``, ``max_batch_size``, ``max_tokens``, ``function_to_apply``. Options of a call (or
     its defaults, when it is built): ``method``, ``curve``, ``label``, ``top_k``, ``interactions``,
-    ``interaction_top``, ``timeout`` (seconds per URL step) and the method's own options.
+    ``interaction_top``, ``timeout`` (seconds per URL step), the method's own options and, for a
+    zero-shot model, ``candidate_labels`` and ``hypothesis_template`` (one explainer per label set,
+    its text features computed once).
     ``batch_size`` explains that many images together (their coalitions share forward passes);
     the results do not depend on it. ``self.explainer`` is the :class:`~moxi_hf.Explainer`.
     """
@@ -164,18 +174,28 @@ class ImageExplanationPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = False
 
-    def __init__(self, model, *args, image_processor=None, **kwargs):
+    def __init__(self, model, *args, image_processor=None, tokenizer=None, **kwargs):
         build = {name: kwargs.pop(name) for name in BUILD_OPTIONS if name in kwargs}
         if isinstance(model, LoadedModel):
             if model.error is not None:
                 raise model.error
-            model, image_processor = model.parts.model, image_processor or model.parts.processor
+            parts = model.parts
+            model, image_processor = parts.model, image_processor or parts.processor
+            tokenizer = tokenizer or parts.tokenizer
         if image_processor is None or isinstance(image_processor, str):
             raise MoXIError(f"the {TASK} pipeline needs the model's image processor: with a model object, pass "
                             "image_processor=AutoImageProcessor.from_pretrained(...)")
         rule = function_rule(build.pop("function_to_apply", None))
+        # the tokenizer stays with the explainer: batches of images need no text padding
         super().__init__(model, *args, image_processor=image_processor, **kwargs)
-        self.explainer = explainer_for(Explainer, self.model, self.image_processor, rule, **build)
+        if is_zero_shot_model(self.model):
+            if rule is not None:
+                raise MoXIError("function_to_apply is for classifiers; a zero-shot model scores as "
+                                "zero-shot-image-classification does (CLIP: softmax, SigLIP: sigmoid)")
+            self.explainer = zero_shot_explainer_for(Explainer, self.model, self.image_processor, tokenizer, **build)
+        else:
+            self.explainer = explainer_for(Explainer, self.model, self.image_processor, rule, **build)
+        self._labelled: OrderedDict[tuple, Explainer] = OrderedDict()
 
     def _sanitize_parameters(self, timeout=None, **options):
         _check_call_options(options)
@@ -191,11 +211,27 @@ class ImageExplanationPipeline(Pipeline):
                 "name": image_name(image)}
 
     def _explainer(self, candidate_labels, hypothesis_template) -> Explainer:
-        """The explainer of a call: the classifier's own; candidate labels are for zero-shot models."""
-        if candidate_labels is not None or hypothesis_template is not None:
-            raise MoXIError("candidate_labels and hypothesis_template are for zero-shot models (CLIP, SigLIP); this "
-                            "model is a classifier with its own labels")
-        return self.explainer
+        """The explainer of a call: a classifier's own; a zero-shot model's for the call's label set and template
+        (those not given are the pipeline's), one per label set, the most recent kept."""
+        if not self.explainer.zero_shot:
+            if candidate_labels is not None or hypothesis_template is not None:
+                raise MoXIError("candidate_labels and hypothesis_template are for zero-shot models (CLIP, SigLIP); "
+                                "this model is a classifier with its own labels")
+            return self.explainer
+        if candidate_labels is None and hypothesis_template is None:
+            return self.explainer.labelled()
+        text = self.explainer.adapter.text
+        key = (text.labels if candidate_labels is None else check_candidate_labels(candidate_labels),
+               text.templates if hypothesis_template is None else check_templates(hypothesis_template))
+        if not key[0]:  # a template alone, and no labels anywhere
+            return self.explainer.labelled()
+        explainer = self._labelled.get(key)
+        if explainer is None:
+            explainer = self._labelled[key] = self.explainer.with_candidate_labels(*key).labelled()
+            while len(self._labelled) > LABEL_SETS_KEPT:
+                self._labelled.popitem(last=False)
+        self._labelled.move_to_end(key)
+        return explainer
 
     def _forward(self, inputs: dict, method: str | Method = "moxi", curve: str = "insertion", label=None,
                  top_k: int | None = None, interactions: bool = False, interaction_top: int = DEFAULT_INTERACTION_TOP,

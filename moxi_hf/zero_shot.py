@@ -307,6 +307,8 @@ class ZeroShotLabels:
         if candidate_labels is not None or hypothesis_template is not None:
             explainer = self.with_candidate_labels(candidate_labels, hypothesis_template)
         if explainer.zero_shot and not explainer.adapter.labels:
-            raise MoXIError(f"{self.name!r} is a zero-shot model and ships no default candidate labels: give "
-                            "candidate labels (candidate_labels=[...] in Python, --labels on the command line)")
+            # a pipeline's explainer leaves aside the labels a config records: the pipeline has none of its own
+            why = "was given no" if default_candidates(self.model.config) else "ships no default"
+            raise MoXIError(f"{self.name!r} is a zero-shot model and {why} candidate labels: give candidate labels "
+                            "(candidate_labels=[...] in Python, --labels on the command line)")
         return explainer
