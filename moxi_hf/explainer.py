@@ -22,7 +22,7 @@ from .loading import (
     resolve_device,
     resolve_dtype,
 )
-from .methods import METHODS, Attribution, Method, MoXI, get_method
+from .methods import METHODS, Attribution, Method, MoXI, get_method, method_with_options
 from .metrics.curves import measure_final_orders
 from .options import DEFAULT_INTERACTION_TOP, DEFAULT_REWARD, METHOD_NAMES, check_curve
 from .players import Players
@@ -312,12 +312,7 @@ class Explainer(ZeroShotLabels):
         ``images``: paths / PIL images / arrays, or processed pixel_values (B, C, H, W).
         ``labels``: target class per image; None (or a None entry) = the model's prediction.
         """
-        if isinstance(method, Method):
-            if method_options:
-                raise MoXIError("method options cannot be given with a method instance")
-            name, options = method.name, None
-        else:
-            name, options = method, {method: method_options}
+        name, options = method_with_options(method, method_options)
         return self.explain_methods(images, [method], [curve], labels, options=options, interactions=interactions,
                                     interaction_top=interaction_top, progress=progress,
                                     candidate_labels=candidate_labels,

@@ -33,7 +33,7 @@ from .explanation import Explanation
 from .from_pipeline import explainer_for, function_rule, zero_shot_explainer_for
 from .images import ImageInput, image_name, load_image
 from .loading import ExplainableModel, is_zero_shot_model, load_explainable_model
-from .methods import Method
+from .methods import Method, method_with_options
 from .options import DEFAULT_INTERACTION_TOP, METHOD_OPTIONS, check_curve
 from .urls import URL_TIMEOUT
 from .value import check_label, probabilities
@@ -251,12 +251,7 @@ class ImageExplanationPipeline(Pipeline):
             count = min(top_k or 1, explainer.num_labels)
             labels = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :count].tolist()
         pairs = [(index, target) for index, targets in enumerate(labels) for target in targets]
-        if isinstance(method, Method):
-            if method_options:
-                raise MoXIError("method options cannot be given with a method instance")
-            name, options = method.name, None
-        else:
-            name, options = method, {method: method_options}
+        name, options = method_with_options(method, method_options)
         found = explainer.explain_methods(
             [images[index] for index, _ in pairs], [method], [curve], [target for _, target in pairs],
             options=options, interactions=interactions, interaction_top=interaction_top,

@@ -6,7 +6,7 @@ from .self_shapley import SelfContextShapley  # isort: skip
 from .full_shapley import FullContextShapley  # isort: skip
 from .gradcam import GradCAM, GradCAMPlusPlus  # isort: skip
 from .attention_rollout import AttentionRollout  # isort: skip
-from .base import CURVES, METHODS, Attribution, Method, get_method, order_by_score  # isort: skip
+from .base import CURVES, METHODS, Attribution, Method, get_method, method_with_options, order_by_score  # isort: skip
 
 __all__ = [
     "AttentionRollout",
@@ -20,5 +20,6 @@ __all__ = [
     "MoXI",
     "SelfContextShapley",
     "get_method",
+    "method_with_options",
     "order_by_score",
 ]

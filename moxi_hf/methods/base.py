@@ -13,7 +13,8 @@ from ..errors import MoXIError
 from ..options import CURVES, METHOD_OPTIONS, Option
 from ..value import ValueFunction
 
-__all__ = ["Attribution", "Method", "CURVES", "order_by_score", "register_method", "get_method", "METHODS"]
+__all__ = ["Attribution", "Method", "CURVES", "order_by_score", "register_method", "get_method", "METHODS",
+           "method_with_options"]
 
 
 @dataclass
@@ -96,3 +97,13 @@ def get_method(name: str | Method, **options) -> Method:
         return METHODS[name](**options)
     except TypeError as error:
         raise MoXIError(f"bad option for method {name!r}: {error}") from None
+
+
+def method_with_options(method: str | Method, options: dict) -> tuple[str, dict | None]:
+    """(the method's name, ``{name: options}`` for a name; None for an instance, which carries its own):
+    the ``options`` argument of :meth:`moxi_hf.Explainer.explain_methods` for one method."""
+    if isinstance(method, Method):
+        if options:
+            raise MoXIError("method options cannot be given with a method instance")
+        return method.name, None
+    return method, {method: options}
