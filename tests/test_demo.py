@@ -80,7 +80,7 @@ def test_moxi_shows_its_interactions_and_the_json_keeps_them(tiny, vit_dir):
     assert other.interactions is None and json.loads(Path(other.json_path).read_text())["interactions"] is None
 
 
-def test_pictures_come_from_the_library(tiny):
+def test_pictures_come_from_the_library(tiny, tmp_path):
     from moxi_hf.demo.figures import to_image
     from moxi_hf.plotting import plot_explanation, plot_explanation_curve
 
@@ -89,6 +89,8 @@ def test_pictures_come_from_the_library(tiny):
     assert explanation.display_image is not None  # the heatmap is drawn over the model's view
     assert np.array_equal(np.asarray(result.heatmap), np.asarray(to_image(plot_explanation(explanation))))
     assert np.array_equal(np.asarray(result.curve), np.asarray(to_image(plot_explanation_curve(explanation))))
+    explanation.plot(tmp_path / "heatmap.png")  # the page shows the very picture `moxi explain` saves
+    assert np.array_equal(np.asarray(result.heatmap), np.asarray(Image.open(tmp_path / "heatmap.png").convert("RGB")))
 
 
 def test_choices(tiny):
