@@ -96,7 +96,7 @@ def test_pictures_come_from_the_library(tiny, tmp_path):
 def test_choices(tiny):
     assert tiny.methods == ["moxi", "self-shapley", "full-shapley", "gradcam", "gradcam++", "attention-rollout"]
     assert grid_choices(tiny.explainer) == [2]  # 4x4 patches
-    assert label_choices(tiny.explainer)[:2] == [('0 ("LABEL_0")', 0), ('1 ("LABEL_1")', 1)]
+    assert label_choices(tiny.explainer.label_names())[:2] == [('0 ("LABEL_0")', 0), ('1 ("LABEL_1")', 1)]
 
 
 def test_methods_that_apply_to_a_cnn(resnet_dir):
