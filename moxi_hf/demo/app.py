@@ -277,6 +277,10 @@ def build_demo(demo_model: DemoModel | Explainer, samples=None,
                     run = gr.Button("Explain", variant="primary", elem_id="run", scale=2)
                     stop = gr.Button("Cancel", variant="stop", elem_id="cancel", scale=1)
                 compare_button = gr.Button("Compare all methods", variant="secondary", elem_id="compare")
+                model_row = gr.Row()
+                with model_row:  # what a model adds (a zero-shot model: its candidate labels)
+                    extra = model_inputs(gr, demo_model)
+                model_row.visible = bool(extra)
                 with gr.Row():
                     method = gr.Dropdown(methods, value="moxi" if "moxi" in methods else methods[0],
                                          label="method", elem_id="method", min_width=120)
@@ -284,10 +288,6 @@ def build_demo(demo_model: DemoModel | Explainer, samples=None,
                                      min_width=120)
                 gr.Markdown("insertion: the players needed to predict the label; deletion: the players whose "
                             "removal changes the prediction.", elem_id="curve-help")
-                model_row = gr.Row()
-                with model_row:  # what a model adds (a zero-shot model: its candidate labels)
-                    extra = model_inputs(gr, demo_model)
-                model_row.visible = bool(extra)
                 with gr.Accordion("options", open=False):
                     label = gr.Dropdown(label_dropdown(gr, explainer.label_names())["choices"], value=PREDICTION,
                                         label="label to explain", elem_id="label")
