@@ -288,10 +288,9 @@ def test_the_zero_shot_page_in_a_browser(tmp_path):
         visit.find("#samples button")[1].click()
         visit.until(lambda: "digit_3" in _source(visit.find("#image img")), "the sample")
         visit.driver.find_element("xpath", "//button[.//span[text()='options']]").click()
-        visit.find("#label input")[0].click()
-        offered = visit.until(lambda: [item.get_attribute("aria-label") for item in visit.find("#label [role=option]")],
-                              "the label choices")
-        assert offered == ["the prediction", '0 ("three")', '1 ("eight")']
+        visit.until(lambda: visit.find("#label input"), "the options")[0].click()
+        visit.until(lambda: [item.get_attribute("aria-label") for item in visit.find("#label [role=option]")]
+                    == ["the prediction", '0 ("three")', '1 ("eight")'], "the typed labels as label choices")
         visit.find("#label [role=option]")[2].click()
         visit.find("#run")[0].click()
         visit.until(lambda: visit.find("#heatmap img"), "a heatmap")
@@ -311,3 +310,19 @@ def test_the_zero_shot_page_in_a_browser(tmp_path):
         visit.until(lambda: visit.find("#run")[0].is_enabled(), "Explain enabled after the error")
         visit.driver.execute_script("window.scrollTo(0, 0)")
         visit.shoot("zs-error.png")
+
+        # Two templates on two lines (Shift+Enter): a prompt ensemble, explained as the library does.
+        from selenium.webdriver.common.keys import Keys
+
+        _type_into(visit, "#candidate-labels", "three, eight")
+        _type_into(visit, "#hypothesis-template", "the number {}.")
+        visit.find(template_box)[0].send_keys(Keys.SHIFT, Keys.ENTER, Keys.NULL, "a handwritten {}.")  # NULL: Shift up
+        assert visit.find(template_box)[0].get_attribute("value") == "the number {}.\na handwritten {}."
+        visit.find("#run")[0].click()
+        visit.until(lambda: visit.find("#heatmap img"), "the ensemble's heatmap")
+        visit.until(lambda: visit.find("#run")[0].is_enabled(), "Explain enabled again")
+        ensemble, first_line = (library.explain(sample, "moxi", "insertion", label=1, candidate_labels=["three", "eight"],
+                                                hypothesis_template=template)
+                                for template in (["the number {}.", "a handwritten {}."], "the number {}."))
+        shown = np.asarray(visit.picture("#curve img"))  # p(label) tells the templates apart
+        assert np.array_equal(shown, np.asarray(ensemble.curve)) and not np.array_equal(shown, np.asarray(first_line.curve))

@@ -158,3 +158,29 @@ def test_the_page_has_the_boxes_prefilled_with_the_model_s_labels(clip, vit_dir)
     assert update["choices"] == [("the prediction", PREDICTION), ('0 ("three")', "0"), ('1 ("eight")', "1")]
     assert update["value"] == "1"
     assert label_dropdown(gr, ["three", "eight"], "5")["value"] == PREDICTION
+
+
+def test_a_zero_shot_model_that_records_no_labels_starts_with_an_empty_box(tmp_path, three):
+    pytest.importorskip("gradio")
+    import shutil
+
+    from moxi_hf.demo import build_demo
+    from moxi_hf.demo.app import PageHandlers
+    from moxi_hf.zero_shot import DEFAULT_HYPOTHESIS_TEMPLATE
+
+    folder = tmp_path / "clip-without-labels"
+    shutil.copytree(CLIP_MNIST, folder, ignore=shutil.ignore_patterns("samples"))
+    config = json.loads((folder / "config.json").read_text())
+    del config["moxi_candidate_labels"], config["moxi_hypothesis_template"]
+    (folder / "config.json").write_text(json.dumps(config))
+    demo_model = DemoModel(Explainer.from_pretrained(folder))
+    components = _components(build_demo(demo_model))
+    assert components["candidate-labels"].value == ""
+    assert components["hypothesis-template"].value == DEFAULT_HYPOTHESIS_TEMPLATE
+    handlers = PageHandlers(demo_model)
+    needed, *_ = handlers.explain(three, "moxi", "insertion", "prediction", "log-odds", "patch",
+                                  candidate_labels="", hypothesis_template=DEFAULT_HYPOTHESIS_TEMPLATE)
+    assert "needs candidate labels" in needed
+    result = demo_model.explain(three, "self-shapley", candidate_labels="three, eight",
+                                hypothesis_template=DEFAULT_HYPOTHESIS_TEMPLATE)
+    assert result.explanation.label_name in ("three", "eight")
