@@ -80,7 +80,7 @@ def test_moxi_shows_its_interactions_and_the_json_keeps_them(tiny, vit_dir):
     assert other.interactions is None and json.loads(Path(other.json_path).read_text())["interactions"] is None
 
 
-def test_pictures_come_from_the_library(tiny):
+def test_pictures_come_from_the_library(tiny, tmp_path):
     from moxi_hf.demo.figures import to_image
     from moxi_hf.plotting import plot_explanation, plot_explanation_curve
 
@@ -89,12 +89,14 @@ def test_pictures_come_from_the_library(tiny):
     assert explanation.display_image is not None  # the heatmap is drawn over the model's view
     assert np.array_equal(np.asarray(result.heatmap), np.asarray(to_image(plot_explanation(explanation))))
     assert np.array_equal(np.asarray(result.curve), np.asarray(to_image(plot_explanation_curve(explanation))))
+    explanation.plot(tmp_path / "heatmap.png")  # the page shows the very picture `moxi explain` saves
+    assert np.array_equal(np.asarray(result.heatmap), np.asarray(Image.open(tmp_path / "heatmap.png").convert("RGB")))
 
 
 def test_choices(tiny):
     assert tiny.methods == ["moxi", "self-shapley", "full-shapley", "gradcam", "gradcam++", "attention-rollout"]
     assert grid_choices(tiny.explainer) == [2]  # 4x4 patches
-    assert label_choices(tiny.explainer)[:2] == [('0 ("LABEL_0")', 0), ('1 ("LABEL_1")', 1)]
+    assert label_choices(tiny.explainer.label_names())[:2] == [('0 ("LABEL_0")', 0), ('1 ("LABEL_1")', 1)]
 
 
 def test_methods_that_apply_to_a_cnn(resnet_dir):

@@ -8,6 +8,7 @@ that is not an image, a comparison cancelled and one run, and the page on a 420 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -124,14 +125,13 @@ def _explain_sample(visit: Visit, index: int) -> float:
     return took
 
 
-def test_the_page_in_a_browser(tmp_path):
-    pytest.importorskip("gradio")
+@contextlib.contextmanager
+def _served(tmp_path: Path, *arguments: str):
+    """``moxi demo ARGUMENTS`` on a free port and headless Chromium at 1280x760 on it: yields (visit, start-up
+    seconds); the server's log must hold no traceback afterwards."""
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
 
-    samples = default_sample_images()[:2]
-    library = load_demo_model()  # what the page's server computes, here in the test's own process
-    expected = [library.explain(sample, "moxi", "insertion") for sample in samples]
     shots = Path(os.environ.get("MOXI_DEMO_SHOTS") or tmp_path / "shots")
     shots.mkdir(parents=True, exist_ok=True)
     port = _free_port()
@@ -140,8 +140,8 @@ def test_the_page_in_a_browser(tmp_path):
         p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     log = tmp_path / "server.log"
     with open(log, "w") as output:
-        server = subprocess.Popen([sys.executable, "-m", "moxi_hf", "demo", "--port", str(port)], cwd=tmp_path,
-                                  env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
+        server = subprocess.Popen([sys.executable, "-m", "moxi_hf", "demo", "--port", str(port), *arguments],
+                                  cwd=tmp_path, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
     driver = None
     launched = time.monotonic()
     try:
@@ -155,8 +155,28 @@ def test_the_page_in_a_browser(tmp_path):
         visit = Visit(driver, shots)
         visit.screen(1280, 760)
         driver.get(url)
-        visit.until(lambda: visit.find("#samples button"), "the sample digits")
+        visit.until(lambda: visit.find("#samples button"), "the sample images")
+        yield visit, start_up
+    finally:
+        if driver is not None:
+            driver.quit()
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    logged = log.read_text()
+    assert "Traceback" not in logged and "Could not preprocess" not in logged  # a user's mistake is not logged
 
+
+def test_the_page_in_a_browser(tmp_path):
+    pytest.importorskip("gradio")
+    samples = default_sample_images()[:2]
+    library = load_demo_model()  # what the page's server computes, here in the test's own process
+    expected = [library.explain(sample, "moxi", "insertion") for sample in samples]
+    with _served(tmp_path) as (visit, start_up):
+        driver = visit.driver
         # The intro says what MoXI is, what players and coalitions are, and what the model expects.
         intro = visit.text("#intro")
         for words in ("MoXI", "player", "coalition", "docs/demo.md", DEFAULT_MODEL_NOTE):
@@ -233,14 +253,76 @@ def test_the_page_in_a_browser(tmp_path):
         assert [caption.split(" ")[0] for caption in captions] == library.methods
         visit.until(lambda: visit.find("#run")[0].is_enabled(), "Explain enabled after the comparison")
         visit.shoot("compare_1280.png")
-    finally:
-        if driver is not None:
-            driver.quit()
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-    logged = log.read_text()
-    assert "Traceback" not in logged and "Could not preprocess" not in logged  # a user's mistake is not logged
+
+
+def _type_into(visit: Visit, selector: str, text: str) -> None:
+    """Replace a text box's content as a user does: select all, then type."""
+    from selenium.webdriver.common.keys import Keys
+
+    box = visit.find(f"{selector} textarea, {selector} input")[0]
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.DELETE)
+    box.send_keys(text)
+
+
+def test_the_zero_shot_page_in_a_browser(tmp_path):
+    """moxi-clip-mnist: the candidate labels box prefilled with the model's labels, labels typed, explained."""
+    pytest.importorskip("gradio")
+    clip = ROOT / "models" / "moxi-clip-mnist"
+    library = load_demo_model(os.fspath(clip))
+    template = library.explainer.hypothesis_template
+    sample = library.samples[1]  # a 3
+    want = library.explain(sample, "moxi", "insertion", label=1, candidate_labels="three, eight",
+                           hypothesis_template=template)
+    with _served(tmp_path, "--model", os.fspath(clip)) as (visit, _):
+        labels_box = "#candidate-labels textarea, #candidate-labels input"
+        template_box = "#hypothesis-template textarea, #hypothesis-template input"
+        assert visit.find(labels_box)[0].get_attribute("value") == ", ".join(library.explainer.candidate_labels)
+        assert visit.find(template_box)[0].get_attribute("value") == template
+        assert "candidate labels" in visit.text("#intro")
+        box = visit.find(labels_box)[0].rect  # in view at 1280x760 without scrolling, under Compare
+        assert box["y"] > visit.find("#compare")[0].rect["y"] and box["y"] + box["height"] <= 760
+
+        # Two labels typed; the label to explain (under options) offers them, and the second is chosen.
+        _type_into(visit, "#candidate-labels", "three, eight")
+        visit.find("#samples button")[1].click()
+        visit.until(lambda: "digit_3" in _source(visit.find("#image img")), "the sample")
+        visit.driver.find_element("xpath", "//button[.//span[text()='options']]").click()
+        visit.until(lambda: visit.find("#label input"), "the options")[0].click()
+        visit.until(lambda: [item.get_attribute("aria-label") for item in visit.find("#label [role=option]")]
+                    == ["the prediction", '0 ("three")', '1 ("eight")'], "the typed labels as label choices")
+        visit.find("#label [role=option]")[2].click()
+        visit.find("#run")[0].click()
+        visit.until(lambda: visit.find("#heatmap img"), "a heatmap")
+        visit.until(lambda: visit.find("#run")[0].is_enabled(), "Explain enabled again")
+        assert '1 ("eight")' in visit.text("#patches-needed-text")
+        assert want.needed_text in visit.text("#patches-needed").replace("\n", " ")
+        assert np.array_equal(np.asarray(visit.picture("#heatmap img")), np.asarray(want.heatmap))
+        visit.driver.execute_script("window.scrollTo(0, 0)")
+        visit.shoot("zs-labels.png")
+
+        # A label set the library refuses: its one line in place of the results.
+        _type_into(visit, "#candidate-labels", "three, three")
+        visit.find("#run")[0].click()
+        visit.until(lambda: visit.find("#patches-needed .error"), "the labels' error")
+        assert visit.text("#patches-needed") == "candidate labels must be distinct; repeated: 'three'"
+        assert not visit.find("#heatmap img")
+        visit.until(lambda: visit.find("#run")[0].is_enabled(), "Explain enabled after the error")
+        visit.driver.execute_script("window.scrollTo(0, 0)")
+        visit.shoot("zs-error.png")
+
+        # Two templates on two lines (Shift+Enter): a prompt ensemble, explained as the library does.
+        from selenium.webdriver.common.keys import Keys
+
+        _type_into(visit, "#candidate-labels", "three, eight")
+        _type_into(visit, "#hypothesis-template", "the number {}.")
+        visit.find(template_box)[0].send_keys(Keys.SHIFT, Keys.ENTER, Keys.NULL, "a handwritten {}.")  # NULL: Shift up
+        assert visit.find(template_box)[0].get_attribute("value") == "the number {}.\na handwritten {}."
+        visit.find("#run")[0].click()
+        visit.until(lambda: visit.find("#heatmap img"), "the ensemble's heatmap")
+        visit.until(lambda: visit.find("#run")[0].is_enabled(), "Explain enabled again")
+        ensemble, first_line = (library.explain(sample, "moxi", "insertion", label=1, candidate_labels=["three", "eight"],
+                                                hypothesis_template=template)
+                                for template in (["the number {}.", "a handwritten {}."], "the number {}."))
+        shown = np.asarray(visit.picture("#curve img"))  # p(label) tells the templates apart
+        assert np.array_equal(shown, np.asarray(ensemble.curve)) and not np.array_equal(shown, np.asarray(first_line.curve))

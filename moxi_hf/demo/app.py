@@ -14,9 +14,10 @@ import threading
 from ..artifacts.card import PAPER_URL
 from ..errors import MoXIError
 from ..explainer import Explainer
+from ..labels import label_text
 from ..methods import CURVES
 from ..value import REWARDS
-from .core import Cancelled, DemoModel, Upload, grid_choices, label_choices
+from .core import Cancelled, DemoModel, Upload, candidate_labels_from_text, grid_choices, label_choices
 
 __all__ = [
     "CANCELLED_HTML",
@@ -24,7 +25,9 @@ __all__ = [
     "build_demo",
     "import_gradio",
     "intro_markdown",
+    "label_dropdown",
     "launch_demo",
+    "model_inputs",
     "needed_html",
     "parse_grid",
     "parse_label",
@@ -110,6 +113,9 @@ def intro_markdown(demo_model: DemoModel) -> str:
     """What the page is, in a few lines: MoXI, players and coalitions, the model and what it expects."""
     rows, cols = demo_model.explainer.players.patch_grid
     note = f" · **Input**: {demo_model.input_note}" if demo_model.input_note else ""
+    zero_shot = ("\n\nA zero-shot model: its classes are the **candidate labels** below, each put into the prompt "
+                 "template and compared with the image; type your own, separated by commas.") \
+        if demo_model.explainer.zero_shot else ""
     return (
         "**MoXI** (Model eXplanation by Interactions) shows which patches of an image a classifier needs for its "
         "answer. Each patch is a *player*; a *coalition* is a set of players the model sees, every other patch "
@@ -117,7 +123,7 @@ def intro_markdown(demo_model: DemoModel) -> str:
         "those already picked, so patches that only matter together (their *interactions*) are found; the heatmap "
         f"colours the players needed, darkest first. [The paper]({PAPER_URL}) · the moxi-hf docs: `docs/demo.md`, "
         "`docs/algorithm.md`\n\n"
-        f"Model: `{demo_model.title}` · {rows}x{cols} patches{note}"
+        f"Model: `{demo_model.title}` · {rows}x{cols} patches{note}{zero_shot}"
     )
 
 
@@ -125,10 +131,30 @@ def model_inputs(gr, demo_model: DemoModel) -> dict:
     """The inputs that depend on the model: keyword -> component (none for a classifier).
 
     The page shows them in a row of their own (the row is hidden when there are none) and passes each
-    value to :meth:`DemoModel.explain` and :meth:`DemoModel.compare` under its keyword; a zero-shot model's
-    candidate labels would be ``{"candidate_labels": gr.Textbox(...)}``.
+    value to :meth:`DemoModel.explain` and :meth:`DemoModel.compare` under its keyword. A zero-shot model
+    gets its candidate labels (comma-separated) and prompt template (one per line), each prefilled with
+    the model's own.
     """
-    return {}
+    explainer = demo_model.explainer
+    if not explainer.zero_shot:
+        return {}
+    templates = explainer.hypothesis_template
+    templates = [templates] if isinstance(templates, str) else list(templates or ())
+    return {
+        "candidate_labels": gr.Textbox(", ".join(explainer.candidate_labels), label="candidate labels (comma-separated)",
+                                       elem_id="candidate-labels", lines=1, max_lines=4, scale=3, min_width=240,
+                                       placeholder="a cat, a dog"),
+        "hypothesis_template": gr.Textbox("\n".join(templates), label="prompt template ({} is the label)",
+                                          elem_id="hypothesis-template", lines=max(1, len(templates)),
+                                          max_lines=max(4, len(templates)), scale=2, min_width=160),
+    }
+
+
+def label_dropdown(gr, names, value=PREDICTION):
+    """The "label to explain" choices for classes named ``names`` (index order), with "the prediction" first;
+    ``value`` stays selected when it is still one of them."""
+    choices = [("the prediction", PREDICTION)] + [(text, str(index)) for text, index in label_choices(names)]
+    return gr.update(choices=choices, value=value if value in {v for _, v in choices} else PREDICTION)
 
 
 class PageHandlers:
@@ -202,8 +228,6 @@ class PageHandlers:
 
 
 def _label_text(record: dict) -> str:
-    from ..labels import label_text
-
     return label_text(record["label"], record["label_name"])
 
 
@@ -253,6 +277,10 @@ def build_demo(demo_model: DemoModel | Explainer, samples=None,
                     run = gr.Button("Explain", variant="primary", elem_id="run", scale=2)
                     stop = gr.Button("Cancel", variant="stop", elem_id="cancel", scale=1)
                 compare_button = gr.Button("Compare all methods", variant="secondary", elem_id="compare")
+                model_row = gr.Row()
+                with model_row:  # what a model adds (a zero-shot model: its candidate labels)
+                    extra = model_inputs(gr, demo_model)
+                model_row.visible = bool(extra)
                 with gr.Row():
                     method = gr.Dropdown(methods, value="moxi" if "moxi" in methods else methods[0],
                                          label="method", elem_id="method", min_width=120)
@@ -260,14 +288,9 @@ def build_demo(demo_model: DemoModel | Explainer, samples=None,
                                      min_width=120)
                 gr.Markdown("insertion: the players needed to predict the label; deletion: the players whose "
                             "removal changes the prediction.", elem_id="curve-help")
-                model_row = gr.Row()
-                with model_row:  # what a model adds (a zero-shot model: its candidate labels)
-                    extra = model_inputs(gr, demo_model)
-                model_row.visible = bool(extra)
                 with gr.Accordion("options", open=False):
-                    label = gr.Dropdown([("the prediction", PREDICTION)] + [(t, str(i)) for t, i in
-                                                                             label_choices(explainer)],
-                                        value=PREDICTION, label="label to explain", elem_id="label")
+                    label = gr.Dropdown(label_dropdown(gr, explainer.label_names())["choices"], value=PREDICTION,
+                                        label="label to explain", elem_id="label")
                     grid = gr.Dropdown([(f"one per patch ({rows}x{cols})", ONE_PER_PATCH)]
                                        + [(f"{g}x{g} players", str(g)) for g in grid_choices(explainer)],
                                        value=ONE_PER_PATCH, label="players grid", elem_id="players-grid")
@@ -334,6 +357,10 @@ def build_demo(demo_model: DemoModel | Explainer, samples=None,
             running.success(finish, None, buttons, **at_once)
             running.failure(finish, None, buttons, **at_once)
         stop.click(cancel, None, None, queue=False)
+        if "candidate_labels" in extra:  # the label choices follow the labels as they are typed
+            extra["candidate_labels"].input(lambda text, value: label_dropdown(gr, candidate_labels_from_text(text),
+                                                                               value),
+                                            [extra["candidate_labels"], label], [label], **at_once)
     return demo
 
 

@@ -15,7 +15,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from ..errors import MoXIError
 from ..explainer import Explainer
 from ..explanation import Explanation
 from ..images import decode_image, load_image
+from ..labels import label_text, template_value
 from ..options import CURVES, check_curve
 from ..value import check_label, check_reward
 from . import figures
@@ -41,10 +42,12 @@ __all__ = [
     "DemoResult",
     "RequestWatch",
     "Upload",
+    "candidate_labels_from_text",
     "check_image",
     "grid_choices",
     "label_choices",
     "load_demo_model",
+    "templates_from_text",
 ]
 
 #: the largest image accepted, in pixels and per side (larger uploads get a clear error)
@@ -145,15 +148,34 @@ def check_image(image) -> Image.Image:
     return load_image(image)
 
 
+def candidate_labels_from_text(text: str | Sequence[str] | None) -> list[str] | None:
+    """The candidate labels typed in the page's box, comma-separated (a list passes through; None: the
+    model's own). Each label is stripped of surrounding spaces; the library judges the list (an empty
+    box is no label at all, an empty entry between two commas is an empty label)."""
+    if text is None or not isinstance(text, str):
+        return None if text is None else list(text)
+    return [label.strip() for label in text.split(",")] if text.strip() else []
+
+
+def templates_from_text(text: str | Sequence[str] | None) -> str | list[str] | None:
+    """The prompt template(s) typed in the page's box: one per line (several lines: a prompt ensemble);
+    a list passes through, None keeps the model's own. An empty box is the empty template (refused)."""
+    if text is None or not isinstance(text, str):
+        return None if text is None else list(text)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return template_value(lines) or text.strip()
+
+
 def grid_choices(explainer: Explainer) -> list[int]:
     """Coarser players grids G (G×G players, each a block of patches) that divide the patch grid, finest first."""
     rows, cols = explainer.players.patch_grid
     return [g for g in range(max(rows, cols), 1, -1) if rows % g == 0 and cols % g == 0 and (g, g) != (rows, cols)]
 
 
-def label_choices(explainer: Explainer) -> list[tuple[str, int]]:
-    """(shown text, class index) for every class of the model."""
-    return [(explainer.label_text(index), index) for index in range(explainer.num_labels)]
+def label_choices(names: Sequence[str | None]) -> list[tuple[str, int]]:
+    """(shown text, class index) for classes named ``names`` in index order (:meth:`Explainer.label_names`,
+    or the candidate labels typed on the page)."""
+    return [(label_text(index, name), index) for index, name in enumerate(names)]
 
 
 class DemoModel:
@@ -186,25 +208,44 @@ class DemoModel:
             if (reward, players_grid) not in self._explainers:
                 self._explainers[(reward, players_grid)] = Explainer(
                     base.model, base.processor, base.adapter, reward=reward, players_grid=players_grid,
-                    max_batch_size=base.max_batch_size, max_tokens=base.max_tokens, name=base.name)
+                    max_batch_size=base.max_batch_size, max_tokens=base.max_tokens, name=base.name,
+                    tokenizer=base.tokenizer)
             return self._explainers[(reward, players_grid)]
 
-    def _check(self, method: str, curve: str, label: int | None) -> None:
+    def labelled(self, reward: str | None = None, players_grid: int | None = None,
+                 candidate_labels: str | Sequence[str] | None = None,
+                 hypothesis_template: str | Sequence[str] | None = None) -> Explainer:
+        """:meth:`explainer_for` with a zero-shot model's candidate labels and template as the page's boxes
+        send them (:func:`candidate_labels_from_text`, :func:`templates_from_text`; None keeps the model's):
+        the library refuses a label set it cannot use (one line) before any work."""
+        explainer = self.explainer_for(reward, players_grid)
+        labels, templates = candidate_labels_from_text(candidate_labels), templates_from_text(hypothesis_template)
+        if labels is not None or templates is not None:
+            explainer = explainer.with_candidate_labels(labels, templates)
+        return explainer.labelled()
+
+    def _check(self, explainer: Explainer, method: str, curve: str, label: int | None) -> None:
         if method not in self.methods:
             raise MoXIError(f"{method} does not apply to this model; choose one of {', '.join(self.methods)}")
         check_curve(curve)
         if label is not None:
-            check_label(label, self.explainer.num_labels)
+            check_label(label, explainer.num_labels)
 
     # -- running -----------------------------------------------------------------------------------
 
     def explain(self, image, method: str = "moxi", curve: str = "insertion", label: int | None = None,
                 reward: str | None = None, players_grid: int | None = None, *,
+                candidate_labels: str | Sequence[str] | None = None,
+                hypothesis_template: str | Sequence[str] | None = None,
                 progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> DemoResult:
-        """Explain one image like :meth:`Explainer.explain` (MoXI with its interactions) and draw what the page shows."""
+        """Explain one image like :meth:`Explainer.explain` (MoXI with its interactions) and draw what the page shows.
+
+        ``candidate_labels``, ``hypothesis_template``: a zero-shot model's classes and prompt for this request
+        (see :meth:`labelled`); ``label`` is an index into those labels.
+        """
         picture = check_image(image)
-        self._check(method, curve, label)
-        explainer = self.explainer_for(reward, players_grid)
+        explainer = self.labelled(reward, players_grid, candidate_labels, hypothesis_template)
+        self._check(explainer, method, curve, label)
         interactions = method == "moxi"
         watch = RequestWatch(method, progress, cancel, _expected(explainer, [method], [curve], interactions))
         watch.check()
@@ -226,13 +267,16 @@ class DemoModel:
 
     def compare(self, image, curve: str = "insertion", label: int | None = None, reward: str | None = None,
                 players_grid: int | None = None, methods: list[str] | None = None, *,
+                candidate_labels: str | Sequence[str] | None = None,
+                hypothesis_template: str | Sequence[str] | None = None,
                 progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> CompareResult:
-        """Every method that applies on one image: each method's heatmap, all curves, and the JSON record."""
+        """Every method that applies on one image: each method's heatmap, all curves, and the JSON record
+        (a zero-shot model's labels and template as for :meth:`explain`)."""
         picture = check_image(image)
         methods = list(methods or self.methods)
+        explainer = self.labelled(reward, players_grid, candidate_labels, hypothesis_template)
         for method in methods:
-            self._check(method, curve, label)
-        explainer = self.explainer_for(reward, players_grid)
+            self._check(explainer, method, curve, label)
         watch = RequestWatch(f"comparing {len(methods)} methods", progress, cancel,
                              _expected(explainer, methods, list(CURVES), False))
         watch.check()

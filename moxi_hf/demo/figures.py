@@ -6,25 +6,23 @@ heatmaps and the interaction picture are over the model's view of the image, as 
 
 from __future__ import annotations
 
-import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+import io
+
 from matplotlib.figure import Figure
 from PIL import Image
 
 from ..artifacts import public_name
 from ..explainer import Explainer
 from ..explanation import Explanation
-from ..plotting import plot_comparison_curves, plot_explanation_curve
+from ..plotting import plot_comparison_curves, plot_explanation_curve, png_bytes
 
 __all__ = ["compare_figures", "curve_figure", "heatmap_figure", "interactions_figure", "to_image"]
 
 
 def to_image(figure: Figure, dpi: int = 120) -> Image.Image:
-    """An RGB PIL image of a matplotlib figure."""
-    figure.set_dpi(dpi)
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    return Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())
+    """An RGB PIL image of a matplotlib figure: the PNG the library saves (``bbox_inches="tight"``), so a title
+    that wraps onto more lines than the figure planned for (a long label name) is shown whole."""
+    return Image.open(io.BytesIO(png_bytes(figure, dpi))).convert("RGB")
 
 
 def heatmap_figure(explanation: Explanation) -> Image.Image:
