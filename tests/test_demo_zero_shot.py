@@ -153,6 +153,8 @@ def test_the_page_has_the_boxes_prefilled_with_the_model_s_labels(clip, vit_dir)
     assert "candidate labels" in intro_markdown(clip)
     classifier = _components(build_demo(Explainer.from_pretrained(vit_dir)))
     assert "candidate-labels" not in classifier and "hypothesis-template" not in classifier
+    assert components["title"].value == "## MoXI: which patches does the zero-shot model need?"
+    assert classifier["title"].value == "## MoXI: which patches does the classifier need?"
     # the label choices follow the labels typed; a choice still there stays, one gone falls back to the prediction
     update = label_dropdown(gr, candidate_labels_from_text("three, eight"), "1")
     assert update["choices"] == [("the prediction", PREDICTION), ('0 ("three")', "0"), ('1 ("eight")', "1")]

@@ -248,16 +248,19 @@ def _picture(gr, label: str, elem_id: str, **kwargs):
                     buttons=PICTURE_BUTTONS, format="png", **kwargs)
 
 
-def build_demo(demo_model: DemoModel | Explainer, samples=None,
-               title: str = "MoXI: which patches does the classifier need?"):
+def build_demo(demo_model: DemoModel | Explainer, samples=None, title: str | None = None):
     """The page (a ``gr.Blocks``) for one loaded model (an Explainer, or a DemoModel that wraps one).
 
-    ``samples``: image paths shown as clickable examples (with an Explainer). ``launch_demo`` serves it.
+    ``samples``: image paths shown as clickable examples (with an Explainer). ``title``: default, the question
+    the page answers for this model. ``launch_demo`` serves it.
     """
     gr = import_gradio()
     if isinstance(demo_model, Explainer):
         demo_model = DemoModel(demo_model, samples)
     explainer = demo_model.explainer
+    if title is None:
+        kind = "zero-shot model" if explainer.zero_shot else "classifier"
+        title = f"MoXI: which patches does the {kind} need?"
     methods = demo_model.methods
     rows, cols = explainer.players.patch_grid
     handlers = PageHandlers(demo_model)
