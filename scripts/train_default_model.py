@@ -181,22 +181,15 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, bs: int = 500):
 
 
 # ------------------------------------------------------------------------- main
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--output-dir", default="models/moxi-vit-mnist")
-    p.add_argument("--dataset", choices=["mnist", "digits"], default="mnist")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="default: 70 for mnist, 60 for digits")
+def add_shared_flags(p: argparse.ArgumentParser) -> None:
+    """The flags this script shares with ``train_clip_model.py``: the seed, the vision transformer's size,
+    the optimiser and the augmentation (defaults = the shipped checkpoints)."""
     p.add_argument("--seed", type=int, default=0)
-    # architecture / optimisation (defaults = the shipped checkpoint)
-    p.add_argument("--image-size", type=int, default=28,
-                   help="side the processor resizes the 28x28 digits to, pixels")
     p.add_argument("--patch-size", type=int, default=4)
     p.add_argument("--hidden-size", type=int, default=64)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--intermediate-size", type=int, default=128)
-    p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.05)
@@ -205,16 +198,28 @@ def parse_args(argv=None):
     p.add_argument("--rot", type=float, default=12.0, help="max rotation, degrees")
     p.add_argument("--scale", type=float, default=0.10, help="max relative scale change")
     p.add_argument("--shift", type=float, default=2.5, help="max shift, pixels")
+    p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--no-save", action="store_true", help="train and evaluate only")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--output-dir", default="models/moxi-vit-mnist")
+    p.add_argument("--dataset", choices=["mnist", "digits"], default="mnist")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="default: 70 for mnist, 60 for digits")
+    add_shared_flags(p)
+    p.add_argument("--image-size", type=int, default=28,
+                   help="side the processor resizes the 28x28 digits to, pixels")
+    p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--shear", type=float, default=0.0, help="max shear, degrees")
     p.add_argument("--erase-p", type=float, default=0.0, help="random-erasing probability")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--eval-every", type=int, default=10)
     p.add_argument("--attn", default="eager", choices=["eager", "sdpa"],
                    help="attention kernel used for training (eager is faster on CPU here)")
     p.add_argument("--val", action="store_true",
                    help="tuning mode: hold out 1,000 of the training images as validation, "
                         "evaluate on them instead of the test set, save nothing")
-    p.add_argument("--no-save", action="store_true", help="train and evaluate only")
     return p.parse_args(argv)
 
 
