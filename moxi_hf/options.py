@@ -15,7 +15,8 @@ from .errors import MoXIError
 
 __all__ = ["BUDGETS", "CURVES", "DEFAULT_BATCH_SIZE", "DEFAULT_DATASET", "DEFAULT_INTERACTION_TOP", "DEFAULT_NUM_IMAGES",
            "DEFAULT_PUSH_TIMEOUT", "DEFAULT_REWARD", "DTYPES", "MASKINGS", "METHOD_NAMES", "METHOD_OPTIONS",
-           "REWARD_NAMES", "SHAPLEY_SAMPLERS", "Option", "check_curve", "flag_name", "resolve_budget"]
+           "REWARD_NAMES", "SHAPLEY_SAMPLERS", "Option", "check_curve", "flag_name", "resolve_budget",
+           "with_budget_resolved"]
 
 #: method names in the order they are listed in help and errors
 METHOD_NAMES = ("moxi", "self-shapley", "full-shapley", "gradcam", "gradcam++", "attention-rollout")
@@ -133,3 +134,13 @@ def resolve_budget(budget: str, candidates: int | None = None, refresh: int | No
         return None, None, None
     values = [preset[name] if value is None else value for name, value in given.items()]
     return values[0], values[1], values[2]
+
+
+def with_budget_resolved(options: dict) -> dict:
+    """MoXI's ``options`` with a budget other than exact spelled out (its candidates, refresh and warmup), so
+    that recorded settings name them; other options unchanged, None values left out."""
+    options = dict(options)
+    if options.get("budget", "exact") != "exact":
+        options["candidates"], options["refresh"], options["warmup"] = resolve_budget(
+            options["budget"], options.get("candidates"), options.get("refresh"), options.get("warmup"))
+    return {key: value for key, value in options.items() if value is not None}

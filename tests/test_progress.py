@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -101,5 +103,7 @@ def test_explain_prints_the_estimate_only_above_the_threshold(vit_dir, image_fil
     assert main([*args, "--output-dir", str(tmp_path / "c"), "--budget", "fast"]) == 0
     err = capsys.readouterr().err
     assert "an estimate" in err and "--budget fast" not in err and "--early-stop" not in err
+    recorded = json.loads((tmp_path / "c" / "config.json").read_text())["method_options"]
+    assert recorded == {"moxi": {"budget": "fast", "candidates": 5, "refresh": 16, "warmup": 8}}  # the preset, named
     assert main([*args, "--output-dir", str(tmp_path / "d"), "--quiet"]) == 0
     assert "estimated" not in capsys.readouterr().err

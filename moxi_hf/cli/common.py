@@ -25,6 +25,7 @@ from ..options import (
     METHOD_OPTIONS,
     REWARD_NAMES,
     Option,
+    with_budget_resolved,
 )
 from ..urls import is_url, public_url
 
@@ -248,7 +249,7 @@ def method_options(method: str, args: argparse.Namespace, strict: bool = True, c
         elif strict and option.name not in declared:
             only = " or ".join(f"--method {name}" for name in methods)
             raise MoXIError(f"{flag} only applies to {only}, not {method}")
-    return options
+    return with_budget_resolved(options)
 
 
 def refuse_unused_options(methods: Sequence[str], args: argparse.Namespace) -> None:

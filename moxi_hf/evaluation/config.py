@@ -22,7 +22,7 @@ from ..options import (
     METHOD_OPTIONS,
     Option,
     check_curve,
-    resolve_budget,
+    with_budget_resolved,
 )
 
 __all__ = ["DEFAULT_DATASET", "DEFAULT_NUM_IMAGES", "EvaluationConfig", "method_options"]
@@ -142,7 +142,4 @@ def method_options(name: str, config) -> dict:
     """
     options = {option.name: getattr(config, option.name) for option in METHOD_OPTIONS.get(name, ())
                if option.name in _evaluated_options() and hasattr(config, option.name)}
-    if options.get("budget", "exact") != "exact":
-        options["candidates"], options["refresh"], options["warmup"] = resolve_budget(
-            options["budget"], options.get("candidates"), options.get("refresh"), options.get("warmup"))
-    return {key: value for key, value in options.items() if value is not None}
+    return with_budget_resolved(options)
