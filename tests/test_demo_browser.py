@@ -106,6 +106,16 @@ class Visit:
         return [toast.text for toast in self.find(".toast-body")]
 
 
+def _shows(visit, selector: str, wanted: np.ndarray) -> bool:
+    """Whether the <img> at ``selector`` shows exactly ``wanted`` now (False while it is missing or being replaced)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        return bool(visit.find(selector)) and np.array_equal(np.asarray(visit.picture(selector)), wanted)
+    except (StaleElementReferenceException, OSError):  # the <img> or its file replaced between look-up and fetch
+        return False
+
+
 def _source(images) -> str:
     return images[0].get_attribute("src") or "" if images else ""
 
@@ -318,11 +328,12 @@ def test_the_zero_shot_page_in_a_browser(tmp_path):
         _type_into(visit, "#hypothesis-template", "the number {}.")
         visit.find(template_box)[0].send_keys(Keys.SHIFT, Keys.ENTER, Keys.NULL, "a handwritten {}.")  # NULL: Shift up
         assert visit.find(template_box)[0].get_attribute("value") == "the number {}.\na handwritten {}."
-        visit.find("#run")[0].click()
-        visit.until(lambda: visit.find("#heatmap img"), "the ensemble's heatmap")
-        visit.until(lambda: visit.find("#run")[0].is_enabled(), "Explain enabled again")
         ensemble, first_line = (library.explain(sample, "moxi", "insertion", label=1, candidate_labels=["three", "eight"],
                                                 hypothesis_template=template)
                                 for template in (["the number {}.", "a handwritten {}."], "the number {}."))
-        shown = np.asarray(visit.picture("#curve img"))  # p(label) tells the templates apart
-        assert np.array_equal(shown, np.asarray(ensemble.curve)) and not np.array_equal(shown, np.asarray(first_line.curve))
+        wanted, other = np.asarray(ensemble.curve), np.asarray(first_line.curve)  # p(label) tells the templates apart
+        assert not np.array_equal(wanted, other)
+        visit.find("#run")[0].click()
+        # The curve's picture is replaced after the heatmap's (and an earlier run's may still be shown): wait for it.
+        visit.until(lambda: _shows(visit, "#curve img", wanted), "the ensemble's curve")
+        visit.until(lambda: visit.find("#run")[0].is_enabled(), "Explain enabled again")
