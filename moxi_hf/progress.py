@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 
 from .cost import Cost
 
-__all__ = ["SLOW_RUN_SECONDS", "WorkBar", "estimate_seconds", "faster_choices", "format_duration", "slow_run_note",
-           "token_rate"]
+__all__ = ["SLOW_RUN_SECONDS", "WorkBar", "estimate_seconds", "faster_choices", "format_duration", "slow_run_line",
+           "slow_run_note", "token_rate"]
 
 #: a run estimated above this many seconds says so, with faster choices, before it starts
 SLOW_RUN_SECONDS = 120.0
@@ -155,3 +155,15 @@ def faster_choices(explainer, moxi: dict | None, early_stop: bool = False) -> li
     if explainer.adapter.device.type == "cpu":
         choices.append("a GPU (--device cuda)")
     return choices
+
+
+def slow_run_line(command: str, explainer, cost: Cost | None, n_images: int, moxi: dict | None,
+                  early_stop: bool = False, processes: int = 1) -> str | None:
+    """The line to print before a run of ``n_images`` images costing ``cost`` each, shared by ``processes``
+    processes, when it is estimated above :data:`SLOW_RUN_SECONDS` (:func:`slow_run_note`, with
+    :func:`faster_choices` for ``moxi``/``early_stop``); None for a shorter run or an unknown cost."""
+    estimate = estimate_seconds(explainer, cost, n_images)
+    if estimate is None or estimate[0] / processes <= SLOW_RUN_SECONDS:
+        return None
+    return slow_run_note(command, estimate[0] / processes, estimate[1], n_images,
+                         faster_choices(explainer, moxi, early_stop), cost.exact)

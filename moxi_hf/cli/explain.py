@@ -77,13 +77,16 @@ def explain_images(explainer, images: Sequence[InputImage], names: Sequence[str]
     explanation to ``finished`` once all of its files are written."""
     from ..artifacts import public_name
     from ..fileio import write_json
-    from ..progress import WorkBar
+    from ..progress import WorkBar, slow_run_line
 
     interaction_top = args.interaction_top or DEFAULT_INTERACTION_TOP
     cost = explainer.cost([args.method], [args.curve], options={args.method: options},
                           interactions=args.interactions, interaction_top=interaction_top)
     total = None if cost is None else cost.token_forwards(explainer.adapter, explainer.players) * len(images)
-    warn_if_slow(explainer, cost, len(images), args, options)
+    slow = None if args.quiet else slow_run_line("moxi explain", explainer, cost, len(images),
+                                                 options if args.method == "moxi" else None, early_stop=True)
+    if slow:
+        print(slow, file=sys.stderr)
     with WorkBar(total, f"explain ({args.method})", disable=args.quiet) as bar:
         bar.note(f"0/{len(images)} images")
         for start, chunk in batches(list(images), args.batch_size):
@@ -102,20 +105,6 @@ def explain_images(explainer, images: Sequence[InputImage], names: Sequence[str]
                 finished.append(explanation)  # all its files are written
                 print_line(args.quiet, summary_line(image.file_name, explanation, f"{output_dir / name}{os.sep}"))
             bar.note(f"{start + len(chunk)}/{len(images)} images")
-
-
-def warn_if_slow(explainer, cost, n_images: int, args: argparse.Namespace, options: dict) -> None:
-    """One line before a run estimated above two minutes (:data:`moxi_hf.progress.SLOW_RUN_SECONDS`): the
-    estimate and the faster choices."""
-    from ..progress import SLOW_RUN_SECONDS, estimate_seconds, faster_choices, slow_run_note
-
-    if args.quiet:
-        return
-    estimate = estimate_seconds(explainer, cost, n_images)
-    if estimate is not None and estimate[0] > SLOW_RUN_SECONDS:
-        moxi = options if args.method == "moxi" else None
-        print(slow_run_note("moxi explain", estimate[0], estimate[1], n_images,
-                            faster_choices(explainer, moxi, early_stop=True), cost.exact), file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

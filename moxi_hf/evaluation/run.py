@@ -91,19 +91,6 @@ def _plan(process, output_dir: Path, explainer, source: DataSource, config: Eval
     return plan[0], plan[1]
 
 
-def _warn_if_slow(explainer, config: EvaluationConfig, methods: list[str], curves: list[str], images: int,
-                  processes: int) -> None:
-    """One line before an evaluation estimated above two minutes: the estimate and the faster choices."""
-    from ..progress import SLOW_RUN_SECONDS, estimate_seconds, faster_choices, slow_run_note
-
-    cost = image_cost(explainer, config, methods, curves)
-    estimate = estimate_seconds(explainer, cost, images)
-    if estimate is not None and estimate[0] / processes > SLOW_RUN_SECONDS:
-        moxi = method_options("moxi", config) if "moxi" in methods else None
-        print(slow_run_note("moxi evaluate", estimate[0] / processes, estimate[1], images,
-                            faster_choices(explainer, moxi), cost.exact), file=sys.stderr)
-
-
 def evaluate(config: EvaluationConfig) -> dict:
     """Run the evaluation (every process of an ``accelerate launch`` calls this); returns the curves dict.
 
@@ -145,10 +132,17 @@ def evaluate(config: EvaluationConfig) -> dict:
         write_json(output_dir / CONFIG_FILE, publishable_config(record))
 
     selection, pending = _plan(process, output_dir, explainer, source, config, len(methods) * len(curves))
+    cost = image_cost(explainer, config, methods, curves)
     if main and not config.quiet:
-        _warn_if_slow(explainer, config, methods, curves, sum(len(chunk) for chunk in pending), process.num_processes)
+        from ..progress import slow_run_line
+
+        slow = slow_run_line("moxi evaluate", explainer, cost, sum(len(chunk) for chunk in pending),
+                             method_options("moxi", config) if "moxi" in methods else None,
+                             processes=process.num_processes)
+        if slow:
+            print(slow, file=sys.stderr)
     results = explain_chunks(process, explainer, source, config, methods, curves, selection["images"], pending,
-                             output_dir)
+                             output_dir, cost)
     summary: list = [None]
     if main:
         rows = [row for result in results for row in result["rows"]]

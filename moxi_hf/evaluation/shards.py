@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..artifacts import explanation_to_row
 from ..compare import INTERACTIONS_METHOD  # the method whose rows get gains and interaction maps
+from ..cost import Cost
 from ..errors import MoXIError
 from ..progress import WorkBar
 from . import state
@@ -48,9 +49,11 @@ def explain_chunk(explainer, images: list, labels: list[int], indices: list[int]
 
 
 def explain_chunks(process, explainer, source: DataSource, config: EvaluationConfig, methods: Sequence[str],
-                   curves: Sequence[str], images: list[dict], pending: list[list[int]], output_dir: Path) -> list[dict]:
+                   curves: Sequence[str], images: list[dict], pending: list[list[int]], output_dir: Path,
+                   cost: Cost | None) -> list[dict]:
     """Explain the ``pending`` chunks (positions into ``images``, the selection), shared between the processes
-    of ``process`` (Accelerate's state). Returns every image's result in selection order on the main process
+    of ``process`` (Accelerate's state); ``cost``: one image's (:func:`image_cost`), the progress bar's unit.
+    Returns every image's result in selection order on the main process
     (finished ones of earlier runs read back), an empty list on the others."""
     from accelerate.utils import gather_object
 
@@ -59,7 +62,6 @@ def explain_chunks(process, explainer, source: DataSource, config: EvaluationCon
     with process.split_between_processes(pending) as mine:
         # The main process shows its own share of the work (the processes share it evenly) in token-forwards.
         mine_count = sum(len(chunk) for chunk in mine)
-        cost = image_cost(explainer, config, methods, curves)
         work = None if cost is None else cost.token_forwards(explainer.adapter, explainer.players) * mine_count
         bar = WorkBar(work, "evaluate", disable=not main or config.quiet)
         bar.note(f"{total - sum(len(chunk) for chunk in pending)}/{total} images")
