@@ -165,9 +165,21 @@ class Explainer(ZeroShotLabels):
         """The name of every class (its index where the model names none), as artifacts record them."""
         return [self.label_name(index) or str(index) for index in range(self.num_labels)]
 
-    def preprocess(self, images: Sequence[ImageInput]) -> tuple[torch.Tensor, list]:
-        """(pixel_values (B, C, H, W), RGB PIL images) for paths, PIL images or arrays."""
-        return preprocess(self.processor, list(images))
+    def preprocess(self, images: Sequence[ImageInput] | torch.Tensor) -> tuple[torch.Tensor, list]:
+        """(pixel_values (B, C, H, W), RGB PIL images) for paths, PIL images or arrays; processed pixel_values
+        (B, C, H, W) are checked against the (vision) model's channels and come back with no PIL images (None)."""
+        if isinstance(images, torch.Tensor):
+            vision = getattr(self.model.config, "vision_config", self.model.config)  # CLIP, SigLIP: the vision tower's
+            return check_pixel_values(images, getattr(vision, "num_channels", None)), [None] * images.shape[0]
+        images = list(images)
+        if not images:
+            raise MoXIError("no images to explain")
+        return preprocess(self.processor, images)
+
+    def token_forwards(self, cost: Cost | None, n_images: int = 1) -> int | None:
+        """The token-forwards of ``n_images`` images costing ``cost`` each on this explainer (what the value
+        function's ``on_chunk`` callback counts); None when the cost is unknown."""
+        return None if cost is None else cost.token_forwards(self.adapter, self.players) * n_images
 
     def predict(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Predicted class (B,) on the whole images (a zero-shot model: the top candidate)."""
@@ -247,8 +259,7 @@ class Explainer(ZeroShotLabels):
         (:meth:`moxi_hf.Method.cost`, once per curve or once when the order does not depend on it), every
         curve measured on every final order, and the interaction maps. None when a method's cost is unknown.
 
-        ``cost.token_forwards(explainer.adapter, explainer.players)`` is the total that the ``on_chunk``
-        callback's second count reaches (times the number of images).
+        :meth:`token_forwards` of it is the total that the ``on_chunk`` callback's second count reaches.
         """
         n_players = self.players.n_players
         curves = self._curves(curves)
@@ -367,26 +378,21 @@ class Explainer(ZeroShotLabels):
         curves = self._curves(curves)
         built = self._methods(methods, options)
         self.labelled()  # a zero-shot model without candidate labels is refused before any work
-        if isinstance(images, torch.Tensor):
-            vision = getattr(self.model.config, "vision_config", self.model.config)  # CLIP, SigLIP: the vision tower's
-            pixel_values = check_pixel_values(images, getattr(vision, "num_channels", None))
-            pil_images, names, views = [None] * images.shape[0], [None] * images.shape[0], None
-        else:
+        if not isinstance(images, torch.Tensor):
             images = list(images)
-            if not images:
-                raise MoXIError("no images to explain")
-            pixel_values, pil_images = self.preprocess(images)
-            names = [image_name(i) for i in images]
-            views = self.model_views(pil_images)
+        pixel_values, pil_images = self.preprocess(images)
+        processed = isinstance(images, torch.Tensor)
+        names = [None] * len(pil_images) if processed else [image_name(i) for i in images]
+        views = None if processed else self.model_views(pil_images)
         predicted = self.predict(pixel_values)
         targets = self.resolve_labels(labels, predicted)
         bar = None
-        if progress:
+        if progress:  # the bar's total counts every forward pass below, the interaction maps' included
             cost = self.cost(built, curves, interactions=interactions, interaction_top=interaction_top)
-            total = None if cost is None else cost.token_forwards(self.adapter, self.players) * len(predicted)
-            on_chunk = bar = WorkBar(total, "explain", then=on_chunk)
+            on_chunk = bar = WorkBar(self.token_forwards(cost, len(predicted)), "explain", then=on_chunk)
         game = self.value_function(pixel_values, targets, on_chunk=on_chunk)
         attributions: dict[tuple[str, str], Attribution] = {}
+        explanations: dict[tuple[str, str], list[Explanation]] = {}
         try:
             for method in built:
                 shared = None
@@ -396,18 +402,17 @@ class Explainer(ZeroShotLabels):
                             shared = method.attribute(game, curve)
                     attributions[(method.name, curve)] = shared
             measured = measure_final_orders(game, attributions, built, curves)
+            for method in built:
+                for curve in curves:
+                    key = (method.name, curve)
+                    found = explanations_of(self, game, attributions[key], measured[key], method, curve, predicted,
+                                            names, pil_images, views)
+                    if self._with_interactions(method, interactions):
+                        attach_interactions(found, game, attributions[key], curve, interaction_top)
+                    explanations[key] = found
         finally:
             if bar is not None:
                 bar.close()
-        explanations: dict[tuple[str, str], list[Explanation]] = {}
-        for method in built:
-            for curve in curves:
-                key = (method.name, curve)
-                found = explanations_of(self, game, attributions[key], measured[key], method, curve, predicted, names,
-                                           pil_images, views)
-                if self._with_interactions(method, interactions):
-                    attach_interactions(found, game, attributions[key], curve, interaction_top)
-                explanations[key] = found
         return ExplanationSet([method.name for method in built], curves, targets, predicted.tolist(), explanations)
 
     def model_views(self, images: Sequence) -> list:

@@ -112,7 +112,7 @@ def estimate_seconds(explainer, cost: Cost | None, n_images: int) -> tuple[float
     cost is unknown or nothing."""
     if cost is None or not cost.sizes or n_images < 1:
         return None
-    tokens = cost.token_forwards(explainer.adapter, explainer.players) * n_images
+    tokens = explainer.token_forwards(cost, n_images)
     # Small batches first: they run slower than a run's full chunks, so a run they put well under the
     # threshold is short; only a long one is timed again, chunk by chunk as it will run.
     seconds = tokens / token_rate(explainer, cost, min_seconds=0.2, max_batch_tokens=1024)

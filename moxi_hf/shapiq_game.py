@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from .errors import MoXIError
-from .images import check_pixel_values
 from .value import ValueFunction
 
 try:
@@ -52,8 +51,7 @@ def image_game(explainer, image, label: int | None = None) -> ImageGame:
     """The game of one image (path, PIL image, array or processed pixel_values (C, H, W)) for ``label``
     (default: the model's prediction), with the explainer's removal, reward and players."""
     if isinstance(image, torch.Tensor):
-        pixel_values = check_pixel_values(image.unsqueeze(0) if image.ndim == 3 else image,
-                                          getattr(explainer.model.config, "num_channels", None))
+        pixel_values, _ = explainer.preprocess(image.unsqueeze(0) if image.ndim == 3 else image)
         if pixel_values.shape[0] != 1:
             raise MoXIError(f"a game is of one image, got pixel_values of {pixel_values.shape[0]}")
     else:

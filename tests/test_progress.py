@@ -40,6 +40,22 @@ def test_the_bar_reaches_the_total_the_cost_gave_beforehand(vit_dir, pixel_value
     assert reported.coalitions == cost.coalitions * pixel_values.shape[0]
 
 
+def test_the_built_in_bar_counts_the_interaction_maps_too(vit_dir, pixel_values, monkeypatch):
+    bars = []
+
+    class Recorded(WorkBar):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr("moxi_hf.explainer.WorkBar", Recorded)
+    explainer = Explainer.from_pretrained(vit_dir)
+    explainer.explain_methods(pixel_values, ["moxi"], ["insertion"], interactions=True, interaction_top=3,
+                              progress=True)
+    (bar,) = bars
+    assert bar.done == bar.total == bar.bar.n > 0  # every chunk counted before the bar closed
+
+
 def test_a_low_total_grows_with_the_work():
     bar = WorkBar(10, "test", disable=True)
     for tokens in (6, 6, 6):

@@ -339,6 +339,9 @@ def test_processed_pixel_values_are_checked_against_the_vision_tower(zero_shot_d
     assert sorted(explainer.explain(torch.randn(3, 16, 16), "self-shapley").order) == list(range(16))
     with pytest.raises(MoXIError, match="channel"):
         explainer.explain(torch.randn(1, 16, 16), "self-shapley")
+    pytest.importorskip("shapiq")
+    with pytest.raises(MoXIError, match="channel"):  # the shapiq game reads its input the same way
+        explainer.game(torch.randn(1, 16, 16))
 
 
 def test_explainers_derived_for_a_call_share_the_text_cache(zero_shot_dir, image):

@@ -82,12 +82,11 @@ def explain_images(explainer, images: Sequence[InputImage], names: Sequence[str]
     interaction_top = args.interaction_top or DEFAULT_INTERACTION_TOP
     cost = explainer.cost([args.method], [args.curve], options={args.method: options},
                           interactions=args.interactions, interaction_top=interaction_top)
-    total = None if cost is None else cost.token_forwards(explainer.adapter, explainer.players) * len(images)
     slow = None if args.quiet else slow_run_line("moxi explain", explainer, cost, len(images),
                                                  options if args.method == "moxi" else None, early_stop=True)
     if slow:
         print(slow, file=sys.stderr)
-    with WorkBar(total, f"explain ({args.method})", disable=args.quiet) as bar:
+    with WorkBar(explainer.token_forwards(cost, len(images)), f"explain ({args.method})", disable=args.quiet) as bar:
         bar.note(f"0/{len(images)} images")
         for start, chunk in batches(list(images), args.batch_size):
             labels = None if args.label is None else [args.label] * len(chunk)

@@ -287,7 +287,7 @@ class DemoModel:
 def _expected(explainer: Explainer, methods: list[str], curves: list[str], interactions: bool) -> tuple[int, int] | None:
     """(coalitions, token-forwards) of one image explained so, from the methods' cost; None when unknown."""
     cost = explainer.cost(methods, curves, interactions=interactions)
-    return None if cost is None else (cost.coalitions, cost.token_forwards(explainer.adapter, explainer.players))
+    return None if cost is None else (cost.coalitions, explainer.token_forwards(cost))
 
 
 def load_demo_model(model: str | None = None, dtype: str | None = None, device: str | None = None,

@@ -62,7 +62,7 @@ def explain_chunks(process, explainer, source: DataSource, config: EvaluationCon
     with process.split_between_processes(pending) as mine:
         # The main process shows its own share of the work (the processes share it evenly) in token-forwards.
         mine_count = sum(len(chunk) for chunk in mine)
-        work = None if cost is None else cost.token_forwards(explainer.adapter, explainer.players) * mine_count
+        work = explainer.token_forwards(cost, mine_count)
         bar = WorkBar(work, "evaluate", disable=not main or config.quiet)
         bar.note(f"{total - sum(len(chunk) for chunk in pending)}/{total} images")
         finished: list[dict] = []
