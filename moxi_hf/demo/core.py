@@ -218,11 +218,8 @@ class DemoModel:
         """:meth:`explainer_for` with a zero-shot model's candidate labels and template as the page's boxes
         send them (:func:`candidate_labels_from_text`, :func:`templates_from_text`; None keeps the model's):
         the library refuses a label set it cannot use (one line) before any work."""
-        explainer = self.explainer_for(reward, players_grid)
-        labels, templates = candidate_labels_from_text(candidate_labels), templates_from_text(hypothesis_template)
-        if labels is not None or templates is not None:
-            explainer = explainer.with_candidate_labels(labels, templates)
-        return explainer.labelled()
+        return self.explainer_for(reward, players_grid).labelled(candidate_labels_from_text(candidate_labels),
+                                                                 templates_from_text(hypothesis_template))
 
     def _check(self, explainer: Explainer, method: str, curve: str, label: int | None) -> None:
         if method not in self.methods:

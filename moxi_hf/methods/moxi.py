@@ -164,10 +164,11 @@ class MoXI(Method):
             probabilities[rows, step + 1] = probability
             predictions[rows, step + 1] = prediction
             taken[rows] = step + 1
-            changed[rows] |= (prediction == game.labels[rows]) if insertion else (prediction != game.labels[rows])
+            reached = prediction == game.labels[rows]
+            done = reached if insertion else ~reached  # the label reached (insertion) / lost (deletion)
+            changed[rows] |= done
             if self.early_stop:
-                reached = prediction == game.labels[rows]
-                active[rows[reached if insertion else ~reached]] = False
+                active[rows[done]] = False
         if self.early_stop or steps < n_players:
             # Images may stop at different steps: keep the longest prefix, with per-image lengths.
             length = int(taken.max())
