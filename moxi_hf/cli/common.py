@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from ..defaults import default_model_path, model_folder, sample_images
 from ..errors import MoXIError
+from ..labels import template_value
 from ..options import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_INTERACTION_TOP,
@@ -89,9 +90,8 @@ def int_at_least(minimum: int, expected: str | None = None):
 positive_int = int_at_least(1)
 
 
-def interaction_top(text: str) -> int:
-    """argparse type of ``--interaction-top``: an integer K ≥ 2 (a pair needs two players)."""
-    return int_at_least(2, "an integer of at least 2 (a pair needs two players)")(text)
+#: argparse type of ``--interaction-top``: an integer K ≥ 2 (a pair needs two players)
+interaction_top = int_at_least(2, "an integer of at least 2 (a pair needs two players)")
 
 
 def add_threads_flag(parser: argparse.ArgumentParser, dest: str = "threads") -> None:
@@ -144,9 +144,8 @@ def add_zero_shot_flags(group, evaluate: bool = False) -> None:
 
 def zero_shot_arguments(args: argparse.Namespace) -> dict:
     """``candidate_labels``/``hypothesis_template`` keyword arguments from ``--labels``/``--template``."""
-    template = getattr(args, "template", None)
     return {"candidate_labels": getattr(args, "labels", None),
-            "hypothesis_template": template[0] if template and len(template) == 1 else template}
+            "hypothesis_template": template_value(getattr(args, "template", None))}
 
 
 def target_label(text: str | None, explainer) -> int | str | None:

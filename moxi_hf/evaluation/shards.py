@@ -27,11 +27,16 @@ def chunks_of(count: int, size: int) -> list[list[int]]:
     return [list(range(start, min(start + size, count))) for start in range(0, count, size)]
 
 
+def _run_arguments(config: EvaluationConfig, methods: Sequence[str]) -> dict:
+    """The method options and interaction settings of an evaluation's explanations (and of their cost)."""
+    return {"options": {name: method_options(name, config) for name in methods},
+            "interactions": {INTERACTIONS_METHOD} if config.interactions else False,
+            "interaction_top": config.interaction_top}
+
+
 def image_cost(explainer, config: EvaluationConfig, methods: Sequence[str], curves: Sequence[str]):
     """What one image of the evaluation costs (:meth:`moxi_hf.Explainer.cost`; None when unknown)."""
-    return explainer.cost(methods, curves, options={name: method_options(name, config) for name in methods},
-                          interactions={INTERACTIONS_METHOD} if config.interactions else False,
-                          interaction_top=config.interaction_top)
+    return explainer.cost(methods, curves, **_run_arguments(config, methods))
 
 
 def explain_chunk(explainer, images: list, labels: list[int], indices: list[int],
@@ -40,10 +45,8 @@ def explain_chunk(explainer, images: list, labels: list[int], indices: list[int]
     """Rows (methods × curves, in that order) for each image of one chunk, from
     :meth:`moxi_hf.Explainer.explain_methods` (all images share forward passes; every curve measured
     the same way on the final orders)."""
-    batch = explainer.explain_methods(
-        images, methods, curves, labels, options={name: method_options(name, config) for name in methods},
-        interactions={INTERACTIONS_METHOD} if config.interactions else False, interaction_top=config.interaction_top,
-        on_chunk=on_chunk)
+    batch = explainer.explain_methods(images, methods, curves, labels, on_chunk=on_chunk,
+                                      **_run_arguments(config, methods))
     return [[explanation_to_row(batch[(method, curve)][i], dataset_index=indices[i], image=names[i])
              for method in methods for curve in curves] for i in range(len(batch))]
 
