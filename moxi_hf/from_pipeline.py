@@ -23,7 +23,14 @@ import torch
 
 from .errors import MoXIError
 from .kinds import refusal
-from .loading import adapter_for, is_zero_shot_model, output_rule, with_output_rule, zero_shot_adapter_for
+from .loading import (
+    EXPLAINED_DTYPES,
+    adapter_for,
+    is_zero_shot_model,
+    output_rule,
+    with_output_rule,
+    zero_shot_adapter_for,
+)
 from .options import DEFAULT_REWARD
 from .value import DEFAULT_MAX_TOKENS
 from .zero_shot import DEFAULT_HYPOTHESIS_TEMPLATE, refuse_classifier_labels
@@ -34,8 +41,6 @@ __all__ = ["EXPLAINED_DTYPES", "SUPPORTED_PIPELINE_TASKS", "check_explained_dtyp
 #: the pipeline tasks an Explainer can be built from (their pipeline class names in transformers)
 SUPPORTED_PIPELINE_TASKS = {"image-classification": "ImageClassificationPipeline",
                             "zero-shot-image-classification": "ZeroShotImageClassificationPipeline"}
-#: the dtypes moxi explains in
-EXPLAINED_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def function_rule(function_to_apply) -> tuple[str, str] | None:

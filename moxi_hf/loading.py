@@ -37,6 +37,7 @@ from .sources import resolve_model_source
 from .zero_shot import CandidateText, ZeroShotRemoval, default_candidates, refuse_classifier_labels
 
 __all__ = [
+    "EXPLAINED_DTYPES",
     "ExplainableModel",
     "load_explainable_model",
     "TOKEN_MODEL_TYPES",
@@ -64,13 +65,15 @@ DEFAULT_PIXEL_GRID = (7, 7)
 _EAGER_MODEL_TYPES = ("data2vec-vision",)
 #: dtype name (those of :data:`moxi_hf.options.DTYPES` and their short forms) -> torch dtype
 TORCH_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+#: the dtypes moxi explains in
+EXPLAINED_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
-        if dtype not in (torch.float32, torch.bfloat16):
+        if dtype not in EXPLAINED_DTYPES:
             raise MoXIError(f"dtype must be float32 or bfloat16, got {dtype}")
         return dtype
     if dtype not in TORCH_DTYPES:
@@ -83,7 +86,7 @@ def saved_dtype(config) -> torch.dtype:
     float32 (a float16 checkpoint is explained in float32)."""
     saved = getattr(config, "dtype", None)
     saved = getattr(torch, saved, None) if isinstance(saved, str) else saved
-    return saved if saved in (torch.float32, torch.bfloat16) else torch.float32
+    return saved if saved in EXPLAINED_DTYPES else torch.float32
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -188,9 +191,8 @@ def build_adapter(
                 f"token removal works on the model's {adapter.grid[0]}x{adapter.grid[1]} patch grid; "
                 "use players_grid for coarser players"
             )
-        return with_output_rule(adapter, getattr(model, "config", None))
+        return with_output_rule(adapter, config)
     if grid is None:
-        config = getattr(model, "config", None)
         patch = getattr(config, "patch_size", None)
         if image_size is None and isinstance(getattr(config, "image_size", None), int):
             image_size = as_pair(config.image_size)
@@ -198,7 +200,7 @@ def build_adapter(
             grid = (image_size[0] // patch, image_size[1] // patch)
         else:
             grid = players_grid or DEFAULT_PIXEL_GRID
-    return with_output_rule(PixelMasking(model, as_pair(grid), baseline=baseline), getattr(model, "config", None))
+    return with_output_rule(PixelMasking(model, as_pair(grid), baseline=baseline), config)
 
 
 def is_zero_shot_model(model: torch.nn.Module) -> bool:
@@ -312,7 +314,6 @@ def load_explainable_model(
     device = resolve_device(device)
     name = resolve_model_source(path_or_id, local_files_only=from_pretrained_kwargs.get("local_files_only", False))
     trust = bool(trust_remote_code)
-    from_pretrained_kwargs.pop("trust_remote_code", None)
     try:
         config = AutoConfig.from_pretrained(name, trust_remote_code=trust, **from_pretrained_kwargs)
     except Exception as error:  # noqa: BLE001 - transformers raises many kinds here
