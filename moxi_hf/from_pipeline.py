@@ -27,16 +27,13 @@ from .loading import (
     EXPLAINED_DTYPES,
     adapter_for,
     is_zero_shot_model,
-    output_rule,
     with_output_rule,
     zero_shot_adapter_for,
 )
-from .options import DEFAULT_REWARD
-from .value import DEFAULT_MAX_TOKENS
 from .zero_shot import DEFAULT_HYPOTHESIS_TEMPLATE, refuse_classifier_labels
 
 __all__ = ["EXPLAINED_DTYPES", "SUPPORTED_PIPELINE_TASKS", "check_explained_dtype", "explainer_for",
-           "explainer_from_pipeline", "function_rule", "zero_shot_explainer_for"]
+           "explainer_from_pipeline", "function_rule"]
 
 #: the pipeline tasks an Explainer can be built from (their pipeline class names in transformers)
 SUPPORTED_PIPELINE_TASKS = {"image-classification": "ImageClassificationPipeline",
@@ -76,26 +73,48 @@ def explainer_for(
     cls: type,
     model: torch.nn.Module,
     processor,
-    rule: tuple[str, str] | None = None,
     *,
+    tokenizer=None,
+    rule: tuple[str, str] | None = None,
+    candidate_labels=None,
+    hypothesis_template=None,
+    recorded: bool = True,
     masking: str = "auto",
-    reward: str = DEFAULT_REWARD,
     players_grid: int | tuple[int, int] | None = None,
-    max_batch_size: int = 1024,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
     baseline: str = "zero",
     pixel_grid: int | tuple[int, int] | None = None,
+    **options,
 ):
-    """A ``cls`` (:class:`moxi_hf.Explainer`) over a loaded classifier and its processor, sharing the model's
-    weights, reading its logits by ``rule`` (link, decision; default: the checkpoint's own,
-    :func:`moxi_hf.loading.output_rule`)."""
+    """A ``cls`` (:class:`moxi_hf.Explainer`) over a loaded model and its processor, sharing the model's weights.
+
+    A classifier reads its logits by ``rule`` (link, decision; default: the checkpoint's own,
+    :func:`moxi_hf.loading.output_rule`) and takes no candidate labels. A CLIP/SigLIP zero-shot model needs
+    its ``tokenizer``; ``candidate_labels``/``hypothesis_template`` as for
+    :func:`moxi_hf.loading.build_zero_shot_adapter` (``recorded=False``: not those the config records).
+    ``options``: the rest of ``cls``'s keywords (``reward``, ``max_batch_size``, ``max_tokens``).
+    """
+    reason = refusal(model.config)
+    if reason:
+        raise MoXIError(reason)
+    zero_shot = is_zero_shot_model(model)
+    if not zero_shot and (candidate_labels is not None or hypothesis_template is not None):
+        refuse_classifier_labels(getattr(model.config, "_name_or_path", "") or type(model).__name__,
+                                 model.config.num_labels)
     _check_placement(model)
-    config = model.config
-    rule = rule or output_rule(config)
-    adapter = with_output_rule(adapter_for(model, processor, masking, pixel_grid, baseline, players_grid), config, rule)
-    name = getattr(config, "_name_or_path", None) or None
-    return cls(model, processor, adapter, reward=reward, players_grid=players_grid, max_batch_size=max_batch_size,
-               max_tokens=max_tokens, name=name)
+    if zero_shot:
+        if rule is not None:
+            raise MoXIError("function_to_apply is for classifiers; a zero-shot model scores as "
+                            "zero-shot-image-classification does (CLIP: softmax, SigLIP: sigmoid)")
+        if tokenizer is None:
+            raise MoXIError("a zero-shot model needs its tokenizer to read the candidate labels; build the pipeline "
+                            "with tokenizer=")
+        adapter = zero_shot_adapter_for(model, processor, tokenizer, candidate_labels, hypothesis_template, masking,
+                                        pixel_grid, recorded)  # token removal: no pixel baseline
+        return cls(model, processor, adapter, players_grid=players_grid, tokenizer=tokenizer, **options)
+    adapter = adapter_for(model, processor, masking, pixel_grid, baseline, players_grid)  # the checkpoint's rule
+    if rule is not None:
+        adapter = with_output_rule(adapter, model.config, rule)
+    return cls(model, processor, adapter, players_grid=players_grid, **options)
 
 
 def _check_placement(model: torch.nn.Module) -> None:
@@ -104,43 +123,6 @@ def _check_placement(model: torch.nn.Module) -> None:
         raise MoXIError("the model is split across devices (device_map); moxi explains a model on one device: "
                         "load it with device= instead")
     check_explained_dtype(model)
-
-
-def zero_shot_explainer_for(
-    cls: type,
-    model: torch.nn.Module,
-    processor,
-    tokenizer,
-    candidate_labels=None,
-    hypothesis_template=None,
-    *,
-    recorded: bool = True,
-    masking: str = "auto",
-    reward: str = DEFAULT_REWARD,
-    players_grid: int | tuple[int, int] | None = None,
-    max_batch_size: int = 1024,
-    max_tokens: int = DEFAULT_MAX_TOKENS,
-    baseline: str = "zero",
-    pixel_grid: int | tuple[int, int] | None = None,
-):
-    """A ``cls`` (:class:`moxi_hf.Explainer`) over a loaded CLIP/SigLIP model, its processor and tokenizer,
-    sharing the model's weights. ``candidate_labels``/``hypothesis_template`` as for
-    :func:`moxi_hf.loading.build_zero_shot_adapter` (``recorded=False``: not those the config records).
-    ``baseline`` is for pixel masking, unused by token removal."""
-    del baseline
-    config = getattr(model, "config", None)
-    reason = refusal(config) if config is not None else None
-    if reason or not is_zero_shot_model(model):
-        raise MoXIError(reason or f"moxi explains CLIPModel and SiglipModel zero-shot models, got {type(model).__name__}")
-    _check_placement(model)
-    if tokenizer is None:
-        raise MoXIError("a zero-shot model needs its tokenizer to read the candidate labels; build the pipeline "
-                        "with tokenizer=")
-    adapter = zero_shot_adapter_for(model, processor, tokenizer, candidate_labels, hypothesis_template, masking,
-                                    pixel_grid, recorded)
-    name = getattr(config, "_name_or_path", None) or None
-    return cls(model, processor, adapter, reward=reward, players_grid=players_grid, max_batch_size=max_batch_size,
-               max_tokens=max_tokens, name=name, tokenizer=tokenizer)
 
 
 def _task_of(pipe) -> str | None:
@@ -163,15 +145,17 @@ def explainer_from_pipeline(cls: type, pipe, candidate_labels=None, hypothesis_t
     if pipe.image_processor is None:
         raise MoXIError("the pipeline has no image processor; build it with image_processor=")
     if task == "zero-shot-image-classification":
+        if not is_zero_shot_model(pipe.model):
+            raise MoXIError(refusal(pipe.model.config)
+                            or f"moxi explains CLIPModel and SiglipModel zero-shot models, got {type(pipe.model).__name__}")
         # a call's own prompt template wins over the one the pipeline was built with, as in the pipeline
         own = pipe._preprocess_params
-        return zero_shot_explainer_for(
-            cls, pipe.model, pipe.image_processor, pipe.tokenizer,
-            own.get("candidate_labels") if candidate_labels is None else candidate_labels,
-            own.get("hypothesis_template", DEFAULT_HYPOTHESIS_TEMPLATE) if hypothesis_template is None
-            else hypothesis_template, recorded=False, **explainer_options)
-    if candidate_labels is not None or hypothesis_template is not None:
-        refuse_classifier_labels(getattr(pipe.model.config, "_name_or_path", "") or type(pipe.model).__name__,
-                                 pipe.model.config.num_labels)
-    rule = function_rule(pipe._postprocess_params.get("function_to_apply"))
-    return explainer_for(cls, pipe.model, pipe.image_processor, rule, **explainer_options)
+        return explainer_for(
+            cls, pipe.model, pipe.image_processor, tokenizer=pipe.tokenizer,
+            candidate_labels=own.get("candidate_labels") if candidate_labels is None else candidate_labels,
+            hypothesis_template=own.get("hypothesis_template", DEFAULT_HYPOTHESIS_TEMPLATE)
+            if hypothesis_template is None else hypothesis_template, recorded=False, **explainer_options)
+    return explainer_for(cls, pipe.model, pipe.image_processor,
+                         rule=function_rule(pipe._postprocess_params.get("function_to_apply")),
+                         candidate_labels=candidate_labels, hypothesis_template=hypothesis_template,
+                         **explainer_options)

@@ -30,9 +30,9 @@ from transformers.pipelines import PIPELINE_REGISTRY, Pipeline
 from .errors import MoXIError
 from .explainer import Explainer
 from .explanation import Explanation
-from .from_pipeline import explainer_for, function_rule, zero_shot_explainer_for
+from .from_pipeline import explainer_for, function_rule
 from .images import ImageInput, image_name, load_image
-from .loading import ExplainableModel, is_zero_shot_model, load_explainable_model
+from .loading import ExplainableModel, load_explainable_model
 from .methods import Method, method_with_options
 from .options import DEFAULT_INTERACTION_TOP, METHOD_OPTIONS, check_curve
 from .urls import URL_TIMEOUT
@@ -188,13 +188,8 @@ class ImageExplanationPipeline(Pipeline):
         rule = function_rule(build.pop("function_to_apply", None))
         # the tokenizer stays with the explainer: batches of images need no text padding
         super().__init__(model, *args, image_processor=image_processor, **kwargs)
-        if is_zero_shot_model(self.model):
-            if rule is not None:
-                raise MoXIError("function_to_apply is for classifiers; a zero-shot model scores as "
-                                "zero-shot-image-classification does (CLIP: softmax, SigLIP: sigmoid)")
-            self.explainer = zero_shot_explainer_for(Explainer, self.model, self.image_processor, tokenizer, **build)
-        else:
-            self.explainer = explainer_for(Explainer, self.model, self.image_processor, rule, **build)
+        self.explainer = explainer_for(Explainer, self.model, self.image_processor, rule=rule,
+                                       tokenizer=tokenizer, **build)
         self._labelled: OrderedDict[tuple, Explainer] = OrderedDict()
 
     def _sanitize_parameters(self, timeout=None, **options):
