@@ -131,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
 
     methods = list(dict.fromkeys(args.methods or METHOD_NAMES))
     refuse_unused_options(methods, args)
-    for name in methods:  # bad option values fail here, before the model loads
-        get_method(name, **method_options(name, args, strict=False, curve_safe_only=True))
+    for name, chosen in compare_options(methods, args).items():  # bad option values fail here, before the model loads
+        get_method(name, **chosen)
     explicit = bool(args.methods)
     output_dir = Path(args.output_dir)
     images, bad = readable_images(args)  # before loading the model
