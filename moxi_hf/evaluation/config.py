@@ -38,6 +38,10 @@ def _evaluated_options() -> dict[str, Option]:
     return found
 
 
+#: name -> option of every method option an evaluation sets (a field of :data:`EvaluationConfig` each)
+_EVALUATED_OPTIONS = _evaluated_options()
+
+
 @dataclass
 class _EvaluationSettings:
     """Everything one evaluation run needs except the methods' options. ``None`` fields get their documented default."""
@@ -77,7 +81,7 @@ class _EvaluationSettings:
         if self.num_images is not None and self.per_class is not None:
             raise MoXIError("give either --num-images or --per-class, not both")
         minimums = {"num_images": 1, "per_class": 1, "batch_size": 1, "shuffle_buffer": 1}
-        minimums.update({name: option.minimum for name, option in _evaluated_options().items()
+        minimums.update({name: option.minimum for name, option in _EVALUATED_OPTIONS.items()
                          if option.minimum is not None})
         for name, minimum in minimums.items():
             value = getattr(self, name)
@@ -116,7 +120,7 @@ def _options_set(config) -> dict:
     found: dict = {}
     for method, options in METHOD_OPTIONS.items():
         for option in options:
-            if option.name in _SHARED_FIELDS or option.name not in _evaluated_options():
+            if option.name in _SHARED_FIELDS or option.name not in _EVALUATED_OPTIONS:
                 continue
             if getattr(config, option.name, option.default) != option.default:
                 found.setdefault(option, []).append(method)
@@ -127,9 +131,9 @@ def _options_set(config) -> dict:
 #: declared type and default. ``seed`` also seeds the shuffle of the split.
 EvaluationConfig = make_dataclass(
     "EvaluationConfig",
-    [(name, option.type, field(default=option.default)) for name, option in _evaluated_options().items()],
+    [(name, option.type, field(default=option.default)) for name, option in _EVALUATED_OPTIONS.items()],
     bases=(_EvaluationSettings,),
-    namespace={"__doc__": _EvaluationSettings.__doc__ + " Method options: " + ", ".join(_evaluated_options()) + ".",
+    namespace={"__doc__": _EvaluationSettings.__doc__ + " Method options: " + ", ".join(_EVALUATED_OPTIONS) + ".",
                "__module__": __name__},
 )
 
@@ -141,5 +145,5 @@ def method_options(name: str, config) -> dict:
     warmup resolved, so the recorded settings name them.
     """
     options = {option.name: getattr(config, option.name) for option in METHOD_OPTIONS.get(name, ())
-               if option.name in _evaluated_options() and hasattr(config, option.name)}
+               if option.name in _EVALUATED_OPTIONS and hasattr(config, option.name)}
     return with_budget_resolved(options)
