@@ -86,8 +86,7 @@ class RemovalAdapter(ABC):
     def full_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Logits (B, num_labels), float32, on the whole images."""
         with torch.no_grad():
-            pixel_values = pixel_values.to(self.device, self.dtype)
-            return self.model(pixel_values=pixel_values, **self.forward_kwargs).logits.float()
+            return self.differentiable_logits(pixel_values.to(self.device, self.dtype)).float()
 
     def differentiable_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Logits (B, num_labels) of the model's own forward, differentiable in its activations (Grad-CAM)."""

@@ -207,11 +207,6 @@ class ZeroShotRemoval(TokenRemoval):
             )
         return self.candidate_logits(features)
 
-    def full_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Candidate logits (B, K), float32, on the whole images."""
-        with torch.no_grad():
-            return self.differentiable_logits(pixel_values.to(self.device, self.dtype))
-
     def differentiable_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Candidate logits (B, K) through the vision tower, differentiable in its activations (Grad-CAM)."""
         features = self.model.get_image_features(pixel_values=pixel_values, **self.forward_kwargs).pooler_output
